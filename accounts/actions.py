@@ -1,0 +1,79 @@
+"""Writes that cross models or send mail. Side effects run only after the commit."""
+
+from django.conf import settings
+from django.contrib.auth.forms import PasswordResetForm
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from accounts.access import invitation_token
+from accounts.models import Account, Domain, Invitation, Role, User, generate_schema_name
+from accounts.tokens import password_reset_tokens
+
+
+@transaction.atomic
+def create_account(
+    *, slug: str, name: str, owner_email: str, owner_password: str | None = None
+) -> Account:
+    """Create the account, its schema, its domain and its owner.
+
+    Without a password the owner gets an email with a link to choose one.
+    """
+    account = Account(slug=slug, name=name, schema_name=generate_schema_name())
+    account.save(verbosity=0)
+    Domain.objects.create(domain=account.host, tenant=account, is_primary=True)
+    with account:
+        owner = User.objects.create_user(owner_email, owner_password, role=Role.OWNER)
+    if not owner_password:
+        transaction.on_commit(lambda: send_password_setup(account, owner.email))
+    return account
+
+
+def send_password_setup(account: Account, email: str) -> None:
+    with account:
+        form = PasswordResetForm({"email": email})
+        form.is_valid()
+        form.save(
+            domain_override=account.url("").split("://", 1)[1],
+            use_https=settings.SITE_SCHEME == "https",
+            token_generator=password_reset_tokens,
+            subject_template_name="accounts/email/welcome_subject.txt",
+            email_template_name="accounts/email/welcome.txt",
+            extra_email_context={"account": account},
+        )
+
+
+@transaction.atomic
+def invite_teammate(*, account: Account, inviter: User, email: str, role: str) -> Invitation:
+    invitation = Invitation.objects.create(email=email, role=role, invited_by=inviter)
+    link = account.url(f"/invitations/{invitation_token(invitation)}/")
+    body = render_to_string(
+        "accounts/email/invitation.txt",
+        {"account": account, "inviter": inviter, "invitation": invitation, "link": link},
+    )
+    subject = f"{inviter} invited you to {account.name} on Ferry"
+    transaction.on_commit(lambda: send_mail(subject, body, None, [email]))
+    return invitation
+
+
+@transaction.atomic
+def accept_invitation(*, invitation: Invitation, name: str, password: str) -> User:
+    user = User.objects.create_user(invitation.email, password, name=name, role=invitation.role)
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["accepted_at"])
+    return user
+
+
+def change_role(teammate: User, role: str) -> None:
+    teammate.role = role
+    teammate.save(update_fields=["role"])
+
+
+def remove_teammate(teammate: User) -> None:
+    """Deactivate rather than delete, so what they did stays attributed to them.
+
+    An inactive user's existing sessions stop authenticating at their next request.
+    """
+    teammate.is_active = False
+    teammate.save(update_fields=["is_active"])

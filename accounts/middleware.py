@@ -1,0 +1,65 @@
+"""Picks the side of Ferry a request belongs to from its host, before anything else runs.
+
+- `<slug>.<BASE_DOMAIN>` (a Domain row): that account's dashboard, with only the account's
+  schema on the search path. A tenant-looking host without a Domain row is a 404.
+- `status.<BASE_DOMAIN>`: the public status page; it never needs the database.
+- any other allowed host: the public side (staff console, admin, ingestion API).
+"""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port
+from django.shortcuts import render
+
+from accounts.models import Account
+
+ACCOUNT_SIDE = "account"
+PUBLIC_SIDE = "public"
+STATUS_SIDE = "status"
+
+
+def request_host(request: HttpRequest) -> str:
+    domain, _port = split_domain_port(request.get_host())
+    return domain
+
+
+class AccountRoutingMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.status_host = f"{settings.STATUS_SUBDOMAIN}.{settings.BASE_DOMAIN}"
+        self.tenant_suffix = f".{settings.BASE_DOMAIN}"
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        # A connection kept from an earlier request may still point at another account.
+        connection.set_schema_to_public()
+        request.account = None
+        host = request_host(request)
+
+        if host == self.status_host:
+            request.side = STATUS_SIDE
+            request.urlconf = settings.STATUS_URLCONF
+            return self.get_response(request)
+
+        account = Account.objects.for_host(host) if self.may_be_account(host) else None
+        if account is None and host.endswith(self.tenant_suffix):
+            request.side = ACCOUNT_SIDE
+            return render(request, "accounts/unknown_account.html", {"host": host}, status=404)
+
+        if account is None:
+            request.side = PUBLIC_SIDE
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+            return self.get_response(request)
+
+        account.activate()
+        request.side = ACCOUNT_SIDE
+        request.account = request.tenant = account
+        request.urlconf = settings.ROOT_URLCONF
+        return self.get_response(request)
+
+    def may_be_account(self, host: str) -> bool:
+        # The base domain and loopback addresses are always the public side; any other
+        # host may be an account's subdomain or custom domain.
+        return host not in {settings.BASE_DOMAIN, "127.0.0.1", "[::1]", "localhost"}

@@ -1,0 +1,173 @@
+"""Accounts (tenants), their domains and the people who log in.
+
+Account and Domain are control-plane rows in `public`. User lives in both planes: staff in
+`public`, each account's team in the account's own schema. Invitation is account-plane only.
+The `planes` attribute tells `accounts.routers.PlaneRouter` which schemas get a model's table.
+"""
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import connection, models
+from django.utils import timezone
+from django_tenants.models import DomainMixin, TenantMixin
+
+CONTROL = "control"
+ACCOUNT = "account"
+
+
+def generate_schema_name() -> str:
+    # Never derived from input: a slug can be renamed, a schema name must not need to be.
+    return f"acct_{secrets.token_hex(6)}"
+
+
+class AccountQuerySet(models.QuerySet):
+    def for_host(self, host: str) -> "Account | None":
+        domain = Domain.objects.select_related("tenant").filter(domain=host).first()
+        return domain.tenant if domain else None
+
+
+class Account(TenantMixin):
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    auto_create_schema = True
+    planes = {CONTROL}
+
+    objects = AccountQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def activate(self) -> None:
+        # Only the account's schema on the search path: a table missing from it must fail,
+        # not silently read the control plane's table of the same name.
+        connection.set_tenant(self, include_public=False)
+
+    @property
+    def host(self) -> str:
+        return f"{self.slug}.{settings.BASE_DOMAIN}"
+
+    def url(self, path: str = "/") -> str:
+        port = settings.SITE_PORT
+        default_port = {"http": "80", "https": "443"}[settings.SITE_SCHEME]
+        netloc = self.host if port in ("", default_port) else f"{self.host}:{port}"
+        return f"{settings.SITE_SCHEME}://{netloc}{path}"
+
+
+class Domain(DomainMixin):
+    planes = {CONTROL}
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+    VIEWER = "viewer", "Viewer"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, email: str) -> "User":
+        return self.get(email=email.strip().lower())
+
+    def create_user(self, email: str, password: str | None = None, **fields) -> "User":
+        user = self.model(email=email.strip().lower(), **fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **fields) -> "User":
+        fields.setdefault("is_staff", True)
+        fields.setdefault("is_superuser", True)
+        return self.create_user(email, password, **fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    # Blank for staff in the control plane; every account user has one.
+    role = models.CharField(max_length=10, choices=Role.choices, blank=True)
+    is_staff = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    planes = {CONTROL, ACCOUNT}
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.name or self.email
+
+    def get_full_name(self) -> str:
+        return self.name or self.email
+
+    def get_short_name(self) -> str:
+        return self.name.split(" ")[0] if self.name else self.email
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role in (Role.OWNER, Role.ADMIN, Role.MEMBER)
+
+    @property
+    def can_manage_team(self) -> bool:
+        return self.role in (Role.OWNER, Role.ADMIN)
+
+    def can_assign(self, role: str) -> bool:
+        """Owners assign any role; admins any role below owner."""
+        if self.role == Role.OWNER:
+            return True
+        return self.role == Role.ADMIN and role != Role.OWNER
+
+    def can_manage(self, teammate: "User") -> bool:
+        return teammate.pk != self.pk and self.can_assign(teammate.role)
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self) -> "InvitationQuerySet":
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+
+
+class Invitation(models.Model):
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    invited_by = models.ForeignKey(
+        User, null=True, on_delete=models.SET_NULL, related_name="invitations_sent"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    planes = {ACCOUNT}
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.role})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])

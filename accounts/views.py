@@ -1,0 +1,142 @@
+"""The account side: login, password management, the team and invitations."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+from django.views.decorators.http import require_POST
+
+from accounts import actions
+from accounts.access import (
+    get_invitation_from_token,
+    get_invitation_to_manage,
+    get_teammate_to_manage,
+    invitation_token,
+    team_manager_required,
+    teammate_required,
+)
+from accounts.forms import AcceptInvitationForm, InviteForm, RoleForm
+from accounts.models import Invitation, User
+from accounts.tokens import password_reset_tokens
+
+login_view = auth_views.LoginView.as_view(
+    template_name="accounts/login.html", redirect_authenticated_user=True
+)
+logout_view = auth_views.LogoutView.as_view()
+password_change = teammate_required(
+    auth_views.PasswordChangeView.as_view(template_name="accounts/password_change.html")
+)
+password_change_done = teammate_required(
+    auth_views.PasswordChangeDoneView.as_view(template_name="accounts/password_change_done.html")
+)
+password_reset = auth_views.PasswordResetView.as_view(
+    template_name="accounts/password_reset.html",
+    email_template_name="accounts/email/password_reset.txt",
+    subject_template_name="accounts/email/password_reset_subject.txt",
+    token_generator=password_reset_tokens,
+)
+password_reset_done = auth_views.PasswordResetDoneView.as_view(
+    template_name="accounts/password_reset_done.html"
+)
+password_reset_confirm = auth_views.PasswordResetConfirmView.as_view(
+    template_name="accounts/password_reset_confirm.html",
+    token_generator=password_reset_tokens,
+    success_url=reverse_lazy("password_reset_complete"),
+)
+password_reset_complete = auth_views.PasswordResetCompleteView.as_view(
+    template_name="accounts/password_reset_complete.html"
+)
+
+
+def _team_context(request: HttpRequest, invite_form: InviteForm | None = None) -> dict:
+    manager = request.user
+    invitations = list(Invitation.objects.pending().select_related("invited_by"))
+    if manager.can_manage_team:
+        for invitation in invitations:
+            invitation.link = request.account.url(f"/invitations/{invitation_token(invitation)}/")
+    return {
+        "teammates": User.objects.filter(is_active=True),
+        "invitations": invitations,
+        "invite_form": invite_form or InviteForm(inviter=manager),
+        "role_form": RoleForm(manager=manager),
+    }
+
+
+def _team_response(request: HttpRequest, invite_form: InviteForm | None = None) -> HttpResponse:
+    if request.htmx:
+        context = _team_context(request, invite_form)
+        return render(request, "accounts/team.html#team-panel", context)
+    return redirect("team")
+
+
+@teammate_required
+def team(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/team.html", _team_context(request))
+
+
+@require_POST
+@team_manager_required
+def invite(request: HttpRequest) -> HttpResponse:
+    form = InviteForm(request.POST, inviter=request.user)
+    if not form.is_valid():
+        # Invalid forms re-render with their errors (200 under htmx, the page otherwise).
+        if request.htmx:
+            return _team_response(request, form)
+        return render(request, "accounts/team.html", _team_context(request, form))
+    invitation = actions.invite_teammate(
+        account=request.account, inviter=request.user, **form.cleaned_data
+    )
+    messages.success(request, f"Invitation sent to {invitation.email}.")
+    return _team_response(request)
+
+
+@require_POST
+@team_manager_required
+def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
+    teammate = get_teammate_to_manage(request, user_id)
+    form = RoleForm(request.POST, manager=request.user)
+    if form.is_valid():
+        actions.change_role(teammate, form.cleaned_data["role"])
+        messages.success(request, f"{teammate} is now {teammate.get_role_display().lower()}.")
+    else:
+        messages.error(request, "You cannot give that role.")
+    return _team_response(request)
+
+
+@require_POST
+@team_manager_required
+def remove_teammate(request: HttpRequest, user_id: int) -> HttpResponse:
+    teammate = get_teammate_to_manage(request, user_id)
+    actions.remove_teammate(teammate)
+    messages.success(request, f"{teammate} no longer has access.")
+    return _team_response(request)
+
+
+@require_POST
+@team_manager_required
+def revoke_invitation(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    invitation = get_invitation_to_manage(request, invitation_id)
+    invitation.revoke()
+    messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return _team_response(request)
+
+
+def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = get_invitation_from_token(token, settings.INVITATION_MAX_AGE)
+    if User.objects.filter(email=invitation.email).exists():
+        messages.info(request, "You already have a login for this account.")
+        return redirect("login")
+    form = AcceptInvitationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = actions.accept_invitation(
+            invitation=invitation,
+            name=form.cleaned_data["name"],
+            password=form.cleaned_data["password1"],
+        )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome to {request.account.name}.")
+        return redirect("dashboard")
+    return render(request, "accounts/accept_invitation.html", {"form": form, "invitation": invitation})

@@ -1,0 +1,11 @@
+"""URLs of the public side: any allowed host that is neither an account nor the status page."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import TemplateView
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="public/home.html"), name="home"),
+    path("staff/", include("accounts.staff_urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,7 @@
+"""URLs of the status host, status.<BASE_DOMAIN>."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("status.urls")),
+]
