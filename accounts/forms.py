@@ -1,7 +1,7 @@
 import re
 
 from django import forms
-from django.contrib.auth.forms import BaseUserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
 from accounts.models import Account, Invitation, Role, User
 
@@ -81,3 +81,10 @@ class AcceptInvitationForm(BaseUserCreationForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["name"].required = True
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email address and password do not match a login here.",
+    }

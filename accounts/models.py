@@ -94,7 +94,7 @@ class UserManager(BaseUserManager["User"]):
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    email = models.EmailField(unique=True)
+    email = models.EmailField("email address", unique=True)
     name = models.CharField(max_length=150, blank=True)
     # Blank for staff in the control plane; every account user has one.
     role = models.CharField(max_length=10, choices=Role.choices, blank=True)

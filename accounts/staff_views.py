@@ -2,18 +2,17 @@
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from accounts import actions
 from accounts.access import get_account_for_staff, staff_required
-from accounts.forms import AccountCreateForm
+from accounts.forms import AccountCreateForm, EmailAuthenticationForm
 from accounts.models import Account, User
 
 
-class StaffAuthenticationForm(AuthenticationForm):
+class StaffAuthenticationForm(EmailAuthenticationForm):
     def confirm_login_allowed(self, user: User) -> None:
         super().confirm_login_allowed(user)
         if not user.is_staff:

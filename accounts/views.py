@@ -18,12 +18,14 @@ from accounts.access import (
     team_manager_required,
     teammate_required,
 )
-from accounts.forms import AcceptInvitationForm, InviteForm, RoleForm
+from accounts.forms import AcceptInvitationForm, EmailAuthenticationForm, InviteForm, RoleForm
 from accounts.models import Invitation, User
 from accounts.tokens import password_reset_tokens
 
 login_view = auth_views.LoginView.as_view(
-    template_name="accounts/login.html", redirect_authenticated_user=True
+    template_name="accounts/login.html",
+    authentication_form=EmailAuthenticationForm,
+    redirect_authenticated_user=True,
 )
 logout_view = auth_views.LogoutView.as_view()
 password_change = teammate_required(
@@ -53,12 +55,16 @@ password_reset_complete = auth_views.PasswordResetCompleteView.as_view(
 
 def _team_context(request: HttpRequest, invite_form: InviteForm | None = None) -> dict:
     manager = request.user
+    teammates = list(User.objects.filter(is_active=True))
+    for teammate in teammates:
+        teammate.manageable = manager.can_manage(teammate)
     invitations = list(Invitation.objects.pending().select_related("invited_by"))
     if manager.can_manage_team:
         for invitation in invitations:
             invitation.link = request.account.url(f"/invitations/{invitation_token(invitation)}/")
+            invitation.revocable = manager.can_assign(invitation.role)
     return {
-        "teammates": User.objects.filter(is_active=True),
+        "teammates": teammates,
         "invitations": invitations,
         "invite_form": invite_form or InviteForm(inviter=manager),
         "role_form": RoleForm(manager=manager),

@@ -232,13 +232,26 @@ CACHES = {
 
 # --- Email --------------------------------------------------------------------------------
 
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
-EMAIL_FILE_PATH = VAR_DIR / "mail"
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# With SMTP_HOST set, mail goes out through that server; otherwise every message is written to
+# var/mail, the local sink for development and the demo.
+if env_str("SMTP_HOST", ""):
+    DEFAULT_MAILER = {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": env_str("SMTP_HOST", ""),
+            "port": env_int("SMTP_PORT", 587),
+            "username": env_str("SMTP_USERNAME", ""),
+            "password": env_str("SMTP_PASSWORD", ""),
+            "use_tls": env_bool("SMTP_USE_TLS", True),
+            "timeout": env_int("SMTP_TIMEOUT", 20),
+        },
+    }
+else:
+    DEFAULT_MAILER = {
+        "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "OPTIONS": {"file_path": VAR_DIR / "mail"},
+    }
+MAILERS = {"default": DEFAULT_MAILER}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"Ferry <ferry@{BASE_DOMAIN}>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
