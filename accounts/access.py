@@ -21,7 +21,9 @@ View = Callable[..., HttpResponse]
 INVITATION_SALT = "ferry.invitation"
 
 
-def _side_view(side: str, login_url: str, allowed: Callable[[User], bool]) -> Callable[[View], View]:
+def _side_view(
+    side: str, login_url: str, allowed: Callable[[User], bool]
+) -> Callable[[View], View]:
     def decorator(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -64,7 +66,9 @@ def get_invitation_to_manage(request: HttpRequest, invitation_id: int) -> Invita
 
 def invitation_token(invitation: Invitation) -> str:
     # The schema is signed in, so a link from one account means nothing on another's host.
-    return signing.dumps({"id": invitation.pk, "schema": connection.schema_name}, salt=INVITATION_SALT)
+    return signing.dumps(
+        {"id": invitation.pk, "schema": connection.schema_name}, salt=INVITATION_SALT
+    )
 
 
 def get_invitation_from_token(token: str, max_age: int) -> Invitation:

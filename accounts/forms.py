@@ -8,8 +8,24 @@ from accounts.models import Account, Invitation, Role, User
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 # Host names the product uses itself, or that users would mistake for it.
 RESERVED_SLUGS = {
-    "admin", "api", "app", "assets", "cdn", "dashboard", "docs", "ferry", "help", "mail",
-    "public", "smtp", "staff", "static", "status", "support", "track", "www",
+    "admin",
+    "api",
+    "app",
+    "assets",
+    "cdn",
+    "dashboard",
+    "docs",
+    "ferry",
+    "help",
+    "mail",
+    "public",
+    "smtp",
+    "staff",
+    "static",
+    "status",
+    "support",
+    "track",
+    "www",
 }
 
 

@@ -54,7 +54,9 @@ def database_from_url(url: str) -> dict:
     """Django's DATABASES entry for a postgres:// URL (host may be a socket directory)."""
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
-        raise ImproperlyConfigured(f"DATABASE_URL must be a postgresql:// URL, not {parts.scheme}://")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a postgresql:// URL, not {parts.scheme}://"
+        )
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     host = query.pop("host", None) or unquote(parts.hostname or "")
     return {
@@ -82,9 +84,7 @@ if not SECRET_KEY:
 # allowed host is the public side (staff console, admin, ingestion API).
 BASE_DOMAIN = env_str("BASE_DOMAIN", "localhost")
 STATUS_SUBDOMAIN = "status"
-ALLOWED_HOSTS = env_list(
-    "ALLOWED_HOSTS", [BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1", "[::1]"]
-)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [BASE_DOMAIN, f".{BASE_DOMAIN}", "127.0.0.1", "[::1]"])
 # Shown in links the server builds outside a request (emails from commands, printed URLs).
 SITE_SCHEME = env_str("SITE_SCHEME", "http")
 SITE_PORT = env_str("SITE_PORT", env_str("PORT", "8000"))

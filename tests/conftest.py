@@ -6,11 +6,16 @@ public:  staff Stella, and Paul, a control-plane user who is not staff
 """
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import quote
+from urllib.request import Request, urlopen
 
 import pytest
 from django.conf import settings
@@ -46,11 +51,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _build_cast() -> Cast:
     acme = actions.create_account(
-        slug="acme", name="Acme Corporation", owner_email="alice@acme.example",
+        slug="acme",
+        name="Acme Corporation",
+        owner_email="alice@acme.example",
         owner_password=PASSWORD,
     )
     globex = actions.create_account(
-        slug="globex", name="Globex Corporation", owner_email="charlie@globex.example",
+        slug="globex",
+        name="Globex Corporation",
+        owner_email="charlie@globex.example",
         owner_password=PASSWORD,
     )
     with acme:
@@ -81,8 +90,15 @@ def cast(db) -> Cast:
         charlie = User.objects.get(email="charlie@globex.example")
     staff = {user.email.split("@")[0]: user for user in User.objects.all()}
     return Cast(
-        acme, globex, team["alice"], team["adam"], team["mia"], team["vic"], charlie,
-        staff["stella"], staff["paul"],
+        acme,
+        globex,
+        team["alice"],
+        team["adam"],
+        team["mia"],
+        team["vic"],
+        charlie,
+        staff["stella"],
+        staff["paul"],
     )
 
 
@@ -115,19 +131,77 @@ def client_for(account: Account | None, user: User | None = None) -> Client:
     return client
 
 
-@pytest.fixture
-def test_database_url(db) -> str:
-    """A URL for the test database, for processes started by a test."""
+def database_url(name: str) -> str:
+    """A URL for database `name` on the test server, for processes started by a test."""
     params = connection.settings_dict
-    host = params["HOST"]
+    user, password, host = quote(params["USER"]), quote(params["PASSWORD"]), params["HOST"]
     if host.startswith("/"):
-        return f"postgresql://{params['USER']}@/{params['NAME']}?host={host}"
-    return f"postgresql://{params['USER']}:{params['PASSWORD']}@{host}:{params['PORT']}/{params['NAME']}"
+        return f"postgresql://{user}@/{name}?host={host}"
+    return f"postgresql://{user}:{password}@{host}:{params['PORT']}/{name}"
 
 
-def manage(*args: str, env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup) -> str:
+    return database_url(connection.settings_dict["NAME"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, host: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            urlopen(Request(url, headers={"Host": host}), timeout=2)
+            return
+        except HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def ferry_server(test_database_url) -> Iterator[str]:
+    """Ferry under gunicorn on a free port, serving the test database; yields the port."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        cwd=BASE_DIR,
+        env={**os.environ, "DATABASE_URL": test_database_url, "SITE_PORT": str(port)},
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", "localhost", server)
+        yield str(port)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def manage(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR, env={**os.environ, **(env or {})},
-        capture_output=True, text=True, timeout=timeout,
+        cwd=BASE_DIR,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from accounts.models import Invitation, Role, User
+from accounts.models import Invitation, Role
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +56,8 @@ def test_staff_pages_refuse_account_users(cast):
 
 def test_staff_login_refuses_account_users_credentials(cast):
     response = Client(HTTP_HOST="localhost").post(
-        "/staff/login/", {"username": "alice@acme.example", "password": "correct-horse-battery-staple"}
+        "/staff/login/",
+        {"username": "alice@acme.example", "password": "correct-horse-battery-staple"},
     )
     assert response.status_code == 200
     assert b"That email address and password do not match a login here." in response.content

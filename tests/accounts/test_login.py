@@ -58,12 +58,17 @@ def test_logout_ends_the_session(cast):
 def test_login_follows_a_local_next_but_not_another_host(cast):
     client = Client(HTTP_HOST=cast.acme.host)
     response = client.post(
-        "/login/?next=/team/", {"username": "alice@acme.example", "password": PASSWORD, "next": "/team/"}
+        "/login/?next=/team/",
+        {"username": "alice@acme.example", "password": PASSWORD, "next": "/team/"},
     )
     assert response["Location"] == "/team/"
     client = Client(HTTP_HOST=cast.acme.host)
     response = client.post(
         "/login/",
-        {"username": "alice@acme.example", "password": PASSWORD, "next": "http://globex.localhost/"},
+        {
+            "username": "alice@acme.example",
+            "password": PASSWORD,
+            "next": "http://globex.localhost/",
+        },
     )
     assert response["Location"] == "/"

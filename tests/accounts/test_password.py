@@ -39,6 +39,8 @@ def test_a_password_reset_sends_a_link_that_sets_a_new_password(cast):
 
 
 def test_a_reset_for_an_unknown_email_looks_the_same_and_sends_nothing(cast):
-    response = Client(HTTP_HOST=cast.acme.host).post("/password/reset/", {"email": "who@example.com"})
+    response = Client(HTTP_HOST=cast.acme.host).post(
+        "/password/reset/", {"email": "who@example.com"}
+    )
     assert response.status_code == 302
     assert mail.outbox == []

@@ -41,7 +41,12 @@ def test_the_account_page_shows_its_team(cast):
 def test_staff_create_an_account_whose_owner_can_log_in(cast):
     response = client_for(None, cast.stella).post(
         "/staff/",
-        {"slug": "initech", "name": "Initech", "owner_email": "bill@initech.example", "owner_password": PASSWORD},
+        {
+            "slug": "initech",
+            "name": "Initech",
+            "owner_email": "bill@initech.example",
+            "owner_password": PASSWORD,
+        },
     )
     assert response.status_code == 302
     assert connection.schema_name == "public"

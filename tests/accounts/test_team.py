@@ -121,7 +121,9 @@ def test_a_revoked_invitation_link_stops_working(cast, committed):
 
 
 def test_an_owner_changes_a_role(cast):
-    response = client_for(cast.acme, cast.alice).post(f"/team/{cast.mia.pk}/role/", {"role": Role.ADMIN})
+    response = client_for(cast.acme, cast.alice).post(
+        f"/team/{cast.mia.pk}/role/", {"role": Role.ADMIN}
+    )
     assert response.status_code == 302
     with cast.acme:
         assert User.objects.get(pk=cast.mia.pk).role == Role.ADMIN
@@ -136,12 +138,16 @@ def test_an_admin_cannot_touch_an_owner(cast):
 
 
 def test_nobody_changes_their_own_role(cast):
-    response = client_for(cast.acme, cast.alice).post(f"/team/{cast.alice.pk}/role/", {"role": Role.VIEWER})
+    response = client_for(cast.acme, cast.alice).post(
+        f"/team/{cast.alice.pk}/role/", {"role": Role.VIEWER}
+    )
     assert response.status_code == 403
 
 
 def test_a_viewer_cannot_change_roles(cast):
-    response = client_for(cast.acme, cast.vic).post(f"/team/{cast.mia.pk}/role/", {"role": Role.OWNER})
+    response = client_for(cast.acme, cast.vic).post(
+        f"/team/{cast.mia.pk}/role/", {"role": Role.OWNER}
+    )
     assert response.status_code == 403
 
 

@@ -28,10 +28,16 @@ class Command(BaseCommand):
         self.print_banner(options["port"], demo=not options["no_demo"])
         gunicorn = subprocess.Popen(
             [
-                sys.executable, "-m", "gunicorn", "config.wsgi",
-                "--bind", f"{options['host']}:{options['port']}",
-                "--workers", str(options["workers"]),
-                "--access-logfile", "-",
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "--bind",
+                f"{options['host']}:{options['port']}",
+                "--workers",
+                str(options["workers"]),
+                "--access-logfile",
+                "-",
             ]
         )
         # Ctrl-C reaches gunicorn too; wait for it so the embedded database stops after it.
