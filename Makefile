@@ -12,4 +12,4 @@ lint:
 	python3 -m uv run ruff format --check .
 
 bench:
-	python3 -m uv run python bench/run.py
+	python3 -m uv run python bench/startup.py
