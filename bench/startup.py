@@ -93,7 +93,7 @@ def main() -> None:
 
     base = statistics.median(baseline)
     print(f"\nStartup of the run command, median of {rounds} rounds\n")
-    print(f"| {'what':<52} | {'seconds':>7} | {'× baseline':>10} |")
+    print(f"| {'what':<52} | {'seconds':>7} | {'x baseline':>10} |")
     print(f"|{'-' * 54}|{'-' * 9}|{'-' * 12}|")
     for label, values in [
         ("baseline: manage.py check (Python, Django, database)", baseline),

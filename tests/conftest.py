@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
+from django.test.utils import setup_databases, teardown_databases
 
 from accounts import actions
 from accounts.models import Account, Role, User
@@ -75,10 +76,20 @@ def _build_cast() -> Cast:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker) -> Iterator[None]:
+def django_db_setup(request, django_test_environment, django_db_blocker) -> Iterator[None]:
+    """The test database with the cast, for every test.
+
+    pytest-django only creates it when a collected test is marked django_db; tests that talk to
+    a server process (HTTP, browser) need it as well, without a transaction of their own.
+    """
     with django_db_blocker.unblock():
+        config = setup_databases(
+            verbosity=request.config.option.verbose, interactive=False, aliases={"default"}
+        )
         _build_cast()
     yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=request.config.option.verbose)
 
 
 @pytest.fixture
