@@ -9,3 +9,5 @@ urlpatterns = [
     path("staff/", include("accounts.staff_urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "config.errors.server_error"

@@ -5,3 +5,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("status.urls")),
 ]
+
+handler500 = "config.errors.server_error"

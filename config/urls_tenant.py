@@ -33,3 +33,5 @@ urlpatterns = [
     ),
     path("invitations/<str:token>/", accounts_views.accept_invitation, name="accept_invitation"),
 ]
+
+handler500 = "config.errors.server_error"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import HTTPError
@@ -177,9 +178,9 @@ def wait_for_http(url: str, host: str, process: subprocess.Popen, timeout: float
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def ferry_server(test_database_url) -> Iterator[str]:
-    """Ferry under gunicorn on a free port, serving the test database; yields the port."""
+@contextmanager
+def gunicorn(database_url: str, workers: int = 2) -> Iterator[str]:
+    """Ferry under gunicorn on a free port, using `database_url`; yields the port."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -190,29 +191,23 @@ def ferry_server(test_database_url) -> Iterator[str]:
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
-            "2",
+            str(workers),
             "--log-level",
             "warning",
         ],
         cwd=BASE_DIR,
-        env={**os.environ, "DATABASE_URL": test_database_url, "SITE_PORT": str(port)},
+        env={**os.environ, "DATABASE_URL": database_url, "SITE_PORT": str(port)},
     )
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/", "localhost", server)
+        wait_for_http(f"http://127.0.0.1:{port}/static/img/ferry.svg", "localhost", server)
         yield str(port)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def manage(
-    *args: str, env: dict[str, str] | None = None, timeout: int = 120
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture(scope="session")
+def ferry_server(test_database_url) -> Iterator[str]:
+    """Ferry under gunicorn serving the test database and its cast; yields the port."""
+    with gunicorn(test_database_url) as port:
+        yield port

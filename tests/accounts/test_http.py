@@ -1,9 +1,14 @@
 """Ferry behind gunicorn, spoken to over real HTTP as a browser or proxy would."""
 
+import re
+from http.cookiejar import CookieJar
 from urllib.error import HTTPError
-from urllib.request import HTTPRedirectHandler, Request, build_opener
+from urllib.parse import urlencode
+from urllib.request import HTTPCookieProcessor, HTTPRedirectHandler, Request, build_opener
 
 import pytest
+
+from tests.conftest import free_port, gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -13,9 +18,10 @@ class NoRedirects(HTTPRedirectHandler):
         return None
 
 
-def fetch(port: str, host: str, path: str) -> tuple[int, dict, str]:
+def fetch(port: str, host: str, path: str, cookie: str = "") -> tuple[int, dict, str]:
     opener = build_opener(NoRedirects)
-    request = Request(f"http://127.0.0.1:{port}{path}", headers={"Host": f"{host}:{port}"})
+    headers = {"Host": f"{host}:{port}"} | ({"Cookie": cookie} if cookie else {})
+    request = Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     try:
         with opener.open(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read().decode()
@@ -49,3 +55,26 @@ def test_static_files_are_served_compressed_and_cacheable(ferry_server):
     status, headers, _ = fetch(ferry_server, "acme.localhost", css_path)
     assert status == 200
     assert "max-age=315360000" in headers["Cache-Control"]
+
+
+def test_dashboards_and_staff_logins_answer_503_while_the_database_is_unreachable():
+    nothing_listens = f"postgresql://postgres@127.0.0.1:{free_port()}/ferry?connect_timeout=2"
+    with gunicorn(nothing_listens, workers=1) as port:
+        status, headers, body = fetch(port, "acme.localhost", "/")
+        assert status == 503
+        assert headers["Retry-After"] == "30"
+        assert "Ferry cannot reach its database right now" in body
+
+        # The staff login form needs no database; logging in does.
+        opener = build_opener(NoRedirects, HTTPCookieProcessor(CookieJar()))
+        url = f"http://127.0.0.1:{port}/staff/login/"
+        form = opener.open(Request(url, headers={"Host": f"localhost:{port}"})).read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+        data = urlencode({"csrfmiddlewaretoken": token, "username": "a@b.c", "password": "x"})
+        request = Request(
+            url, data=data.encode(), headers={"Host": f"localhost:{port}", "Referer": url}
+        )
+        with pytest.raises(HTTPError) as refused:
+            opener.open(request)
+        assert refused.value.code == 503
+        assert "Ferry cannot reach its database right now" in refused.value.read().decode()

@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from django.conf import settings
 from django.core.management import call_command
@@ -9,6 +10,34 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.management.commands.load_demo import DEMO_ACCOUNTS, STAFF
 from accounts.models import Account
+
+# Background processes the run command keeps beside the web server, as manage.py commands.
+WORKER_COMMANDS: list[list[str]] = []
+
+
+def supervise(commands: list[list[str]]) -> int:
+    """Run the commands together until one exits or we are told to stop; then stop them all.
+
+    The embedded database (if any) stops after them, when this process exits.
+    """
+    processes = [subprocess.Popen(command) for command in commands]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping and all(process.poll() is None for process in processes):
+        time.sleep(0.2)
+    exited = [process.returncode for process in processes if process.poll() is not None]
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        process.wait()
+    return 0 if stopping else (exited[0] or 1)
 
 
 class Command(BaseCommand):
@@ -26,27 +55,14 @@ class Command(BaseCommand):
             call_command("load_demo", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self.print_banner(options["port"], demo=not options["no_demo"])
-        gunicorn = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi",
-                "--bind",
-                f"{options['host']}:{options['port']}",
-                "--workers",
-                str(options["workers"]),
-                "--access-logfile",
-                "-",
-            ]
-        )
-        # Ctrl-C reaches gunicorn too; wait for it so the embedded database stops after it.
-        signal.signal(signal.SIGTERM, lambda *_: gunicorn.terminate())
-        while True:
-            try:
-                sys.exit(gunicorn.wait())
-            except KeyboardInterrupt:
-                gunicorn.terminate()
+        web = [
+            sys.executable, "-m", "gunicorn", "config.wsgi",
+            "--bind", f"{options['host']}:{options['port']}",
+            "--workers", str(options["workers"]),
+            "--access-logfile", "-",
+        ]  # fmt: skip
+        workers = [[sys.executable, "manage.py", *command] for command in WORKER_COMMANDS]
+        sys.exit(supervise([web, *workers]))
 
     def print_banner(self, port: int, *, demo: bool) -> None:
         base = f"http://{settings.BASE_DOMAIN}:{port}"
