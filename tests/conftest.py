@@ -211,3 +211,16 @@ def ferry_server(test_database_url) -> Iterator[str]:
     """Ferry under gunicorn serving the test database and its cast; yields the port."""
     with gunicorn(test_database_url) as port:
         yield port
+
+
+def manage(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
