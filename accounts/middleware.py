@@ -4,6 +4,9 @@
   schema on the search path. A tenant-looking host without a Domain row is a 404.
 - `status.<BASE_DOMAIN>`: the public status page; it never needs the database.
 - any other allowed host: the public side (staff console, admin, ingestion API).
+
+Ingestion API paths are the public side on every host but the status host, and never wait
+for a Domain lookup: they must keep accepting data while PostgreSQL is down.
 """
 
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from accounts.models import Account
 ACCOUNT_SIDE = "account"
 PUBLIC_SIDE = "public"
 STATUS_SIDE = "status"
+INGEST_PATH_PREFIXES = ("/api/", "/v1/", "/track/")
 
 
 def request_host(request: HttpRequest) -> str:
@@ -41,6 +45,11 @@ class AccountRoutingMiddleware:
         if host == self.status_host:
             request.side = STATUS_SIDE
             request.urlconf = settings.STATUS_URLCONF
+            return self.get_response(request)
+
+        if request.path_info.startswith(INGEST_PATH_PREFIXES):
+            request.side = PUBLIC_SIDE
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             return self.get_response(request)
 
         account = Account.objects.for_host(host) if self.may_be_account(host) else None

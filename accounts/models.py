@@ -5,7 +5,10 @@ Account and Domain are control-plane rows in `public`. User lives in both planes
 The `planes` attribute tells `accounts.routers.PlaneRouter` which schemas get a model's table.
 """
 
+import hashlib
+import hmac
 import secrets
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -171,3 +174,101 @@ class Invitation(models.Model):
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+
+def _digest(secret: str) -> str:
+    # Secrets are long random tokens, so a plain SHA-256 is enough to keep them unusable
+    # if the table leaks, and cheap enough for every API request.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedSecrets:
+    """What the owner sees once, when a key is created or rotated."""
+
+    site_id: str
+    api_key: str
+    write_key: str
+    tracker_key: str
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> "ApiKeyQuerySet":
+        return self.filter(revoked_at__isnull=True)
+
+    def for_track(self, site_id: str, api_key: str) -> "ApiKey | None":
+        key = self.active().select_related("account").filter(site_id=site_id).first()
+        if key and hmac.compare_digest(key.api_key_hash, _digest(api_key)):
+            return key
+        return None
+
+    def for_write_key(self, write_key: str) -> "ApiKey | None":
+        return (
+            self.active()
+            .select_related("account")
+            .filter(write_key_hash=_digest(write_key))
+            .first()
+        )
+
+    def for_tracker(self, tracker_key: str) -> "ApiKey | None":
+        return self.active().select_related("account").filter(tracker_key=tracker_key).first()
+
+
+class ApiKey(models.Model):
+    """Credentials that send data to one account.
+
+    `site_id` + `api_key` for the Customer.io Track API, `write_key` for the Segment spec, and
+    `tracker_key`, public by design, for the browser tracker: it can only send identify, page
+    and track calls, never read or change anything else.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    site_id = models.CharField(max_length=40, unique=True)
+    api_key_hash = models.CharField(max_length=64)
+    write_key_hash = models.CharField(max_length=64, unique=True)
+    tracker_key = models.CharField(max_length=40, unique=True)
+    created_by = models.CharField(max_length=254, blank=True)  # an email, as a plain value
+    created_at = models.DateTimeField(default=timezone.now)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    planes = {CONTROL}
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.site_id})"
+
+    @classmethod
+    def issue(
+        cls, account: Account, name: str, created_by: str = ""
+    ) -> tuple["ApiKey", IssuedSecrets]:
+        key = cls(account=account, name=name, created_by=created_by, site_id=secrets.token_hex(10))
+        issued = key._new_secrets()
+        key.save()
+        return key, issued
+
+    def rotate(self) -> IssuedSecrets:
+        """New secrets for the same site id; the old ones stop working at once."""
+        issued = self._new_secrets()
+        self.rotated_at = timezone.now()
+        self.save(update_fields=["api_key_hash", "write_key_hash", "tracker_key", "rotated_at"])
+        return issued
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def _new_secrets(self) -> IssuedSecrets:
+        api_key, write_key = secrets.token_hex(20), secrets.token_urlsafe(24)
+        self.api_key_hash, self.write_key_hash = _digest(api_key), _digest(write_key)
+        self.tracker_key = f"pk_{secrets.token_urlsafe(18)}"
+        return IssuedSecrets(self.site_id, api_key, write_key, self.tracker_key)

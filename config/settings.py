@@ -58,6 +58,8 @@ def database_from_url(url: str) -> dict:
             f"DATABASE_URL must be a postgresql:// URL, not {parts.scheme}://"
         )
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    # Fail fast when the server is unreachable instead of hanging a request or a worker.
+    query.setdefault("connect_timeout", "5")
     host = query.pop("host", None) or unquote(parts.hostname or "")
     return {
         "ENGINE": "django_tenants.postgresql_backend",
@@ -113,6 +115,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SHARED_APPS = [
     "django_tenants",
     "accounts",
+    "ingest",
     "status",
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -219,6 +222,15 @@ SECURE_CSP = {
     "base-uri": [CSP.NONE],
     "object-src": [CSP.NONE],
 }
+
+# --- Ingestion ----------------------------------------------------------------------------
+
+# The local spool of accepted, not yet applied items (SQLite, on this node's disk).
+INGEST_SPOOL_PATH = Path(
+    os.environ.get("INGEST_SPOOL_PATH") or VAR_DIR / "spool" / "ingest.sqlite3"
+)
+INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000)
+INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 120)
 
 # --- Cache: every key carries the schema it was written from -------------------------------
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="public/home.html"), name="home"),
     path("staff/", include("accounts.staff_urls")),
     path("admin/", admin.site.urls),
+    path("", include("ingest.urls")),
 ]
 
 handler500 = "config.errors.server_error"

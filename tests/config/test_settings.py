@@ -35,7 +35,7 @@ def test_a_tcp_url_with_options():
     assert database["HOST"] == "db.internal"
     assert database["PORT"] == "6432"
     assert database["PASSWORD"] == "p@ss"
-    assert database["OPTIONS"] == {"sslmode": "require"}
+    assert database["OPTIONS"] == {"sslmode": "require", "connect_timeout": "5"}
 
 
 def test_other_databases_are_refused():

@@ -1,0 +1,315 @@
+"""Applying spooled items to one account's tables, set-wise, in one transaction.
+
+Person state is resolved in Python (items must be applied in order, attribute by attribute),
+then written with a handful of set-based statements: new and changed people through `unnest`,
+events through COPY into a temporary table and one INSERT … ON CONFLICT DO NOTHING whose
+RETURNING rows feed the activity summaries, so a replayed event changes nothing.
+
+Every statement is parameterised; the only names in SQL text are our own table names.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection, transaction
+
+PERSON = "segments_person"
+EVENT = "segments_event"
+SUMMARY = "segments_activitysummary"
+ANONYMOUS_MERGE_WINDOW_DAYS = 30
+# Customer.io removes an attribute that is sent empty.
+EMPTY = (None, "")
+
+
+@dataclass
+class PersonState:
+    id: int | None
+    customer_id: str | None
+    email: str | None
+    attributes: dict
+    attribute_times: dict
+    unsubscribed: bool
+    created: bool = False
+    changed: bool = False
+
+
+@dataclass
+class Outcome:
+    applied: int = 0
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (item index, reason)
+
+
+class Batch:
+    """The people an account's batch touches, loaded once and changed in memory."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, PersonState] = {}
+        self.by_email: dict[str, PersonState] = {}
+        self.by_anonymous: dict[str, PersonState] = {}
+        self.deleted: set[int] = set()
+        self.events: list[tuple] = []
+        self.merges: list[tuple[PersonState, str]] = []
+
+    def load(self, items: list[dict]) -> None:
+        ids, emails, anonymous = set(), set(), set()
+        for item in items:
+            person = item.get("person") or {}
+            if "id" in person:
+                ids.add(person["id"])
+            if "email" in person:
+                emails.add(person["email"])
+            attributes = item.get("attributes") or {}
+            if isinstance(attributes.get("email"), str):
+                emails.add(attributes["email"])
+            if item.get("anonymous_id"):
+                anonymous.add(item["anonymous_id"])
+        if not (ids or emails or anonymous):
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT id, customer_id, email, attributes, attribute_times, unsubscribed
+                FROM {PERSON}
+                WHERE customer_id = ANY(%s) OR lower(email) = ANY(%s)
+                   OR attributes->>'anonymous_id' = ANY(%s)
+                """,
+                [list(ids), list(emails), list(anonymous)],
+            )
+            for row in cursor.fetchall():
+                attributes, times = row[3], row[4]
+                if isinstance(attributes, str):
+                    attributes, times = json.loads(attributes), json.loads(times)
+                self.remember(PersonState(row[0], row[1], row[2], attributes, times, row[5]))
+
+    def remember(self, state: PersonState) -> None:
+        if state.customer_id:
+            self.by_id[state.customer_id] = state
+        if state.email:
+            self.by_email[state.email.lower()] = state
+        anonymous_id = state.attributes.get("anonymous_id")
+        if anonymous_id:
+            self.by_anonymous[str(anonymous_id)] = state
+
+    def find(self, person: dict) -> PersonState | None:
+        if "id" in person:
+            return self.by_id.get(person["id"])
+        return self.by_email.get(person["email"])
+
+    def find_or_create(self, person: dict) -> PersonState:
+        state = self.find(person)
+        if state is None:
+            state = PersonState(
+                None, person.get("id"), person.get("email"), {}, {}, False, created=True
+            )
+            if state.email:
+                state.attributes["email"] = state.email
+            self.remember(state)
+        return state
+
+    def forget(self, state: PersonState) -> None:
+        for index, key in (
+            (self.by_id, state.customer_id),
+            (self.by_email, (state.email or "").lower()),
+        ):
+            if key and index.get(key) is state:
+                del index[key]
+        self.by_anonymous = {k: v for k, v in self.by_anonymous.items() if v is not state}
+
+
+def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) -> str | None:
+    """Apply attribute changes older-loses; returns a reason if the change must fail."""
+    new_email = values.get("email")
+    if isinstance(new_email, str) and new_email != (state.email or "").lower():
+        owner = batch.by_email.get(new_email)
+        if owner is not None and owner is not state:
+            return f"email {new_email} belongs to another person"
+    for name, value in values.items():
+        if at < state.attribute_times.get(name, float("-inf")):
+            continue
+        state.attribute_times[name] = at
+        if value in EMPTY:
+            state.attributes.pop(name, None)
+        else:
+            state.attributes[name] = value
+        if name == "email":
+            if state.email and batch.by_email.get(state.email.lower()) is state:
+                del batch.by_email[state.email.lower()]
+            state.email = value if value not in EMPTY else None
+            if state.email:
+                batch.by_email[state.email] = state
+        elif name == "unsubscribed":
+            state.unsubscribed = bool(value)
+        elif name == "anonymous_id" and value not in EMPTY:
+            batch.by_anonymous[str(value)] = state
+            batch.merges.append((state, str(value)))
+    state.changed = True
+    return None
+
+
+def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:
+    outcome = Outcome()
+    for index, item in enumerate(items):
+        op = item["op"]
+        if op == "identify":
+            state = batch.find(item["person"])
+            if state is None and item.get("update_only"):
+                outcome.failures.append((index, "_update: the person does not exist"))
+                continue
+            state = state or batch.find_or_create(item["person"])
+            reason = set_attributes(batch, state, item["attributes"], item["at"])
+            if reason:
+                outcome.failures.append((index, reason))
+                continue
+            if item.get("anonymous_id"):
+                set_attributes(batch, state, {"anonymous_id": item["anonymous_id"]}, item["at"])
+        elif op == "delete":
+            state = batch.find(item["person"])
+            if state is not None:
+                if state.id is not None:
+                    batch.deleted.add(state.id)
+                batch.forget(state)
+                batch.events = [e for e in batch.events if e[0] is not state]
+                batch.merges = [m for m in batch.merges if m[0] is not state]
+        elif op == "alias":
+            state = batch.find_or_create(item["person"])
+            batch.merges.append((state, item["previous_id"]))
+        elif op == "event":
+            person = item.get("person")
+            state = batch.find_or_create(person) if person else None
+            anonymous_id = item.get("anonymous_id")
+            if state is None and anonymous_id:
+                state = batch.by_anonymous.get(anonymous_id)
+            batch.events.append((
+                state, None if state else anonymous_id, item["kind"], item["name"],
+                json.dumps(item["data"]), item["timestamp"], item["dedupe"],
+            ))  # fmt: skip
+        else:
+            outcome.failures.append((index, f"unknown operation {op!r}"))
+            continue
+        outcome.applied += 1
+    return outcome
+
+
+def apply_items(items: list[dict]) -> Outcome:
+    """Apply an account's items (the connection is already on its schema) in one transaction."""
+    received_at = time.time()
+    with transaction.atomic():
+        batch = Batch()
+        batch.load(items)
+        outcome = plan(batch, items, received_at)
+        with connection.cursor() as cursor:
+            write_people(cursor, batch, received_at)
+            write_events(cursor, batch, received_at)
+            merge_anonymous(cursor, batch)
+    return outcome
+
+
+def write_people(cursor, batch: Batch, now: float) -> None:
+    if batch.deleted:
+        cursor.execute(f"DELETE FROM {PERSON} WHERE id = ANY(%s)", [list(batch.deleted)])
+    states = {id(state): state for state in (*batch.by_id.values(), *batch.by_email.values())}
+    states.update({id(s): s for s, _ in batch.merges})
+    states.update({id(e[0]): e[0] for e in batch.events if e[0] is not None})
+    created = [s for s in states.values() if s.created and s.id is None]
+    changed = [s for s in states.values() if s.changed and s.id is not None]
+    stamp = datetime.fromtimestamp(now, UTC)
+    if created:
+        cursor.execute(
+            f"""
+            INSERT INTO {PERSON} (customer_id, email, attributes, attribute_times, unsubscribed,
+                                  created_at, updated_at)
+            SELECT c, e, a::jsonb, t::jsonb, u, %s, %s
+            FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bool[])
+                 WITH ORDINALITY AS v(c, e, a, t, u, n)
+            ORDER BY n
+            RETURNING id
+            """,
+            [stamp, stamp, *columns(created)],
+        )
+        for state, row in zip(created, cursor.fetchall(), strict=True):
+            state.id = row[0]
+    if changed:
+        cursor.execute(
+            f"""
+            UPDATE {PERSON} AS p SET customer_id = v.c, email = v.e, attributes = v.a::jsonb,
+                attribute_times = v.t::jsonb, unsubscribed = v.u, updated_at = %s
+            FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[])
+                 AS v(id, c, e, a, t, u)
+            WHERE p.id = v.id
+            """,
+            [stamp, [s.id for s in changed], *columns(changed)],
+        )
+
+
+def columns(states: list[PersonState]) -> list[list[Any]]:
+    return [
+        [s.customer_id for s in states],
+        [s.email for s in states],
+        [json.dumps(s.attributes) for s in states],
+        [json.dumps(s.attribute_times) for s in states],
+        [s.unsubscribed for s in states],
+    ]
+
+
+SUMMARISE = f"""
+INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
+SELECT person_id, name, count(*), min(timestamp), max(timestamp)
+FROM touched WHERE person_id IS NOT NULL GROUP BY person_id, name
+ON CONFLICT (person_id, name) DO UPDATE SET
+    count = s.count + excluded.count,
+    first_at = least(s.first_at, excluded.first_at),
+    last_at = greatest(s.last_at, excluded.last_at)
+"""
+
+
+def write_events(cursor, batch: Batch, now: float) -> None:
+    if not batch.events:
+        return
+    cursor.execute(
+        """
+        CREATE TEMPORARY TABLE incoming_events (
+            person_id bigint, anonymous_id text, kind text, name text, data jsonb,
+            timestamp timestamptz, received_at timestamptz, dedupe_key text
+        ) ON COMMIT DROP
+        """
+    )
+    received = datetime.fromtimestamp(now, UTC)
+    columns_ = "person_id, anonymous_id, kind, name, data, timestamp, received_at, dedupe_key"
+    with cursor.copy(f"COPY incoming_events ({columns_}) FROM STDIN") as copy:
+        for state, anonymous_id, kind, name, data, timestamp, dedupe in batch.events:
+            copy.write_row((
+                state.id if state else None, anonymous_id, kind, name, data,
+                datetime.fromtimestamp(timestamp, UTC), received, dedupe,
+            ))  # fmt: skip
+    # Events may repeat inside one batch too (a client retry); keep the first of each key.
+    cursor.execute(
+        f"""
+        WITH touched AS (
+            INSERT INTO {EVENT} ({columns_})
+            SELECT DISTINCT ON (dedupe_key) {columns_} FROM incoming_events ORDER BY dedupe_key
+            ON CONFLICT (dedupe_key) DO NOTHING
+            RETURNING person_id, name, timestamp
+        )
+        {SUMMARISE}
+        """
+    )
+
+
+def merge_anonymous(cursor, batch: Batch) -> None:
+    """Give anonymous events to the person who turned out to have sent them."""
+    for state, anonymous_id in batch.merges:
+        cursor.execute(
+            f"""
+            WITH touched AS (
+                UPDATE {EVENT} SET person_id = %s, anonymous_id = NULL
+                WHERE person_id IS NULL AND anonymous_id = %s
+                  AND timestamp > now() - make_interval(days => %s)
+                RETURNING person_id, name, timestamp
+            )
+            {SUMMARISE}
+            """,
+            [state.id, anonymous_id, ANONYMOUS_MERGE_WINDOW_DAYS],
+        )

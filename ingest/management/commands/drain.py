@@ -1,0 +1,38 @@
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from ingest.drain import drain_forever, drain_once
+from ingest.spool import get_spool
+
+
+class Command(BaseCommand):
+    help = "Apply spooled ingestion items to the accounts' schemas (runs until stopped)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--once", action="store_true", help="Drain until the spool is empty, then exit."
+        )
+        parser.add_argument("--batch-size", type=int, default=settings.INGEST_BATCH_SIZE)
+        parser.add_argument("--lease", type=float, default=settings.INGEST_LEASE_SECONDS)
+
+    def handle(self, *args, **options) -> None:
+        spool = get_spool()
+        if options["once"]:
+            total = 0
+            while (result := drain_once(spool, options["batch_size"], options["lease"])).claimed:
+                if result.database_down:
+                    raise SystemExit("PostgreSQL is unreachable; the items stay in the spool.")
+                total += result.applied
+            self.stdout.write(f"Applied {total} items.")
+            return
+        stopping = False
+
+        def stop(*_: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        drain_forever(spool, options["batch_size"], options["lease"], stop=lambda: stopping)

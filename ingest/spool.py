@@ -1,0 +1,232 @@
+"""The durable local spool: what the API has accepted and the drain has not yet applied.
+
+SQLite in WAL mode on the web node's own disk, independent of PostgreSQL. A request is
+acknowledged only after its items are committed here with `synchronous=FULL`, i.e. fsync'd.
+Drain workers lease items, apply them to PostgreSQL, and delete them only after that commit;
+a worker killed mid-batch leaves a lease that expires, and the items are applied again, which
+is harmless because applying is idempotent (event dedupe keys, attribute timestamps).
+"""
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    lease_until REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS items_by_lease ON items (lease_until, id);
+CREATE INDEX IF NOT EXISTS items_by_account ON items (account, id);
+CREATE TABLE IF NOT EXISTS applied (
+    account TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (account, minute)
+);
+CREATE TABLE IF NOT EXISTS credentials (
+    kind TEXT NOT NULL,
+    lookup TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    account TEXT NOT NULL,
+    cached_at REAL NOT NULL,
+    PRIMARY KEY (kind, lookup)
+);
+CREATE TABLE IF NOT EXISTS paused (account TEXT PRIMARY KEY);
+"""
+
+RATE_WINDOW_MINUTES = 5
+
+
+@dataclass(frozen=True)
+class SpooledItem:
+    id: int
+    account: str
+    payload: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    account: str
+    waiting: int
+    oldest_received_at: float
+    applied_per_second: float
+
+    @property
+    def oldest_age_seconds(self) -> float:
+        return max(0.0, time.time() - self.oldest_received_at)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.applied_per_second <= 0:
+            return None
+        return self.waiting / self.applied_per_second
+
+
+class Spool:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        # One connection per process and thread: never share one across a fork.
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = self._connect()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.executescript(SCHEMA)
+        return conn
+
+    def append(self, account: str, payloads: list[str]) -> None:
+        """Store accepted items durably; returns only once they are on disk."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO items (account, payload, received_at) VALUES (?, ?, ?)",
+                [(account, payload, now) for payload in payloads],
+            )
+
+    def claim(self, limit: int, lease_seconds: float) -> list[SpooledItem]:
+        """Lease up to `limit` items no other worker holds, oldest first."""
+        now = time.time()
+        with self._transaction() as db:
+            rows = db.execute(
+                """
+                SELECT id, account, payload, attempts FROM items
+                WHERE lease_until < ? AND account NOT IN (SELECT account FROM paused)
+                ORDER BY id LIMIT ?
+                """,
+                (now, limit),
+            ).fetchall()
+            if rows:
+                db.executemany(
+                    "UPDATE items SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+                    [(now + lease_seconds, row[0]) for row in rows],
+                )
+        return [SpooledItem(*row) for row in rows]
+
+    def release(self, ids: list[int]) -> None:
+        """Forget items that are committed in PostgreSQL (or moved to the dead letters)."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+
+    def retry_later(self, ids: list[int], delay_seconds: float) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE items SET lease_until = ? WHERE id = ?",
+                [(time.time() + delay_seconds, i) for i in ids],
+            )
+
+    def record_applied(self, counts: dict[str, int]) -> None:
+        minute = int(time.time() // 60)
+        with self._transaction() as db:
+            db.executemany(
+                """
+                INSERT INTO applied (account, minute, count) VALUES (?, ?, ?)
+                ON CONFLICT (account, minute) DO UPDATE SET count = count + excluded.count
+                """,
+                [(account, minute, count) for account, count in counts.items()],
+            )
+            db.execute("DELETE FROM applied WHERE minute < ?", (minute - 60,))
+
+    def backlog(self, account: str | None = None) -> list[Backlog]:
+        """Items waiting per account, the oldest one's age, and the recent apply rate."""
+        where, params = ("WHERE account = ?", (account,)) if account else ("", ())
+        waiting = self.db.execute(
+            f"SELECT account, count(*), min(received_at) FROM items {where} GROUP BY account",
+            params,
+        ).fetchall()
+        since = int(time.time() // 60) - RATE_WINDOW_MINUTES
+        rates = dict(
+            self.db.execute(
+                "SELECT account, sum(count) FROM applied WHERE minute >= ? GROUP BY account",
+                (since,),
+            ).fetchall()
+        )
+        window = RATE_WINDOW_MINUTES * 60
+        return [
+            Backlog(name, count, oldest, rates.get(name, 0) / window)
+            for name, count, oldest in waiting
+        ]
+
+    def pending_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM items").fetchone()[0]
+
+    def pause(self, account: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO paused (account) VALUES (?)", (account,))
+
+    def resume(self, account: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM paused WHERE account = ?", (account,))
+
+    # The credential cache lets the API check keys while PostgreSQL is down.
+
+    def cache_credential(self, kind: str, lookup: str, secret_hash: str, account: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                """
+                INSERT INTO credentials (kind, lookup, secret_hash, account, cached_at)
+                VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (kind, lookup) DO UPDATE SET secret_hash = excluded.secret_hash,
+                    account = excluded.account, cached_at = excluded.cached_at
+                """,
+                (kind, lookup, secret_hash, account, time.time()),
+            )
+
+    def forget_credential(self, kind: str, lookup: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM credentials WHERE kind = ? AND lookup = ?", (kind, lookup))
+
+    def cached_credential(self, kind: str, lookup: str) -> tuple[str, str] | None:
+        row = self.db.execute(
+            "SELECT secret_hash, account FROM credentials WHERE kind = ? AND lookup = ?",
+            (kind, lookup),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT: writers queue on SQLite's lock instead of failing."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+_spools: dict[Path, Spool] = {}
+
+
+def get_spool() -> Spool:
+    path = Path(settings.INGEST_SPOOL_PATH)
+    if path not in _spools:
+        _spools[path] = Spool(path)
+    return _spools[path]

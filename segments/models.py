@@ -1,0 +1,83 @@
+"""An account's people and what they did. Account plane: these tables live in each account's
+schema and are written in bulk by the ingestion drain (ingest/apply.py)."""
+
+from django.db import models
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Lower
+
+
+class Person(models.Model):
+    # Identifiers as the Track API knows them: the customer's own id and the email address.
+    customer_id = models.CharField(max_length=150, null=True, blank=True)
+    email = models.CharField(max_length=254, null=True, blank=True)
+    attributes = models.JSONField(default=dict)
+    # When each attribute was last set (unix seconds of the change, `_timestamp` or arrival):
+    # a change older than what is stored loses, so replays and racing updates converge.
+    attribute_times = models.JSONField(default=dict)
+    unsubscribed = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer_id"], name="person_customer_id_unique"),
+            models.UniqueConstraint(Lower("email"), name="person_email_unique"),
+        ]
+        indexes = [
+            # Anonymous activity is merged into the person whose anonymous_id it carries.
+            models.Index(
+                KeyTextTransform("anonymous_id", "attributes"), name="person_anonymous_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.customer_id or self.email or f"person {self.pk}"
+
+
+class Event(models.Model):
+    class Kind(models.TextChoices):
+        EVENT = "event"
+        PAGE = "page"
+        SCREEN = "screen"
+
+    person = models.ForeignKey(
+        Person, null=True, on_delete=models.DB_CASCADE, related_name="events"
+    )
+    # Set on events sent before the person was known; merged into the person later.
+    anonymous_id = models.CharField(max_length=150, null=True, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.EVENT)
+    name = models.CharField(max_length=255)
+    data = models.JSONField(default=dict)
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    # The client's event id (Customer.io) or messageId (Segment), else one given at acceptance:
+    # applying the same spooled item twice inserts nothing the second time.
+    dedupe_key = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["person", "-timestamp"], name="event_person_time"),
+            models.Index(fields=["name", "timestamp"], name="event_name_time"),
+            models.Index(
+                fields=["anonymous_id"],
+                name="event_anonymous",
+                condition=models.Q(person__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class ActivitySummary(models.Model):
+    """Per person and event name: how often, first and last time."""
+
+    pk = models.CompositePrimaryKey("person_id", "name")
+    person = models.ForeignKey(Person, on_delete=models.DB_CASCADE, related_name="activity")
+    name = models.CharField(max_length=255)
+    count = models.PositiveIntegerField()
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.count} times"
