@@ -15,7 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 
 from accounts.middleware import ACCOUNT_SIDE, PUBLIC_SIDE
-from accounts.models import Account, Invitation, User
+from accounts.models import Account, ApiKey, Invitation, User, control_plane
 
 View = Callable[..., HttpResponse]
 INVITATION_SALT = "ferry.invitation"
@@ -84,3 +84,14 @@ def get_invitation_from_token(token: str, max_age: int) -> Invitation:
 
 def get_account_for_staff(slug: str) -> Account:
     return get_object_or_404(Account, slug=slug)
+
+
+def get_api_keys(request: HttpRequest) -> list[ApiKey]:
+    with control_plane():
+        return list(ApiKey.objects.filter(account=request.account))
+
+
+def get_api_key_to_manage(request: HttpRequest, key_id: int) -> ApiKey:
+    """An active key of this account; the caller is a team manager (checked by decorator)."""
+    with control_plane():
+        return get_object_or_404(ApiKey.objects.active(), pk=key_id, account=request.account)

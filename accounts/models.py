@@ -8,6 +8,8 @@ The `planes` attribute tells `accounts.routers.PlaneRouter` which schemas get a 
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -53,6 +55,9 @@ class Account(TenantMixin):
         # not silently read the control plane's table of the same name.
         connection.set_tenant(self, include_public=False)
 
+    def __exit__(self, exc_type, exc, tb) -> None:
+        restore(self._previous_tenant.pop())
+
     @property
     def host(self) -> str:
         return f"{self.slug}.{settings.BASE_DOMAIN}"
@@ -62,6 +67,26 @@ class Account(TenantMixin):
         default_port = {"http": "80", "https": "443"}[settings.SITE_SCHEME]
         netloc = self.host if port in ("", default_port) else f"{self.host}:{port}"
         return f"{settings.SITE_SCHEME}://{netloc}{path}"
+
+
+def restore(tenant) -> None:
+    """Go back to a previous tenant, an account again with its own schema alone."""
+    if isinstance(tenant, Account):
+        tenant.activate()
+    else:
+        connection.set_tenant(tenant)
+
+
+@contextmanager
+def control_plane() -> Iterator[None]:
+    """Read or write control-plane rows (API keys, dead letters) from inside an account's
+    request, then return to the account's schema alone."""
+    previous = connection.tenant
+    connection.set_schema_to_public()
+    try:
+        yield
+    finally:
+        restore(previous)
 
 
 class Domain(DomainMixin):

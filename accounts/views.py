@@ -11,6 +11,8 @@ from django.views.decorators.http import require_POST
 
 from accounts import actions
 from accounts.access import (
+    get_api_key_to_manage,
+    get_api_keys,
     get_invitation_from_token,
     get_invitation_to_manage,
     get_teammate_to_manage,
@@ -18,8 +20,14 @@ from accounts.access import (
     team_manager_required,
     teammate_required,
 )
-from accounts.forms import AcceptInvitationForm, EmailAuthenticationForm, InviteForm, RoleForm
-from accounts.models import Invitation, User
+from accounts.forms import (
+    AcceptInvitationForm,
+    ApiKeyForm,
+    EmailAuthenticationForm,
+    InviteForm,
+    RoleForm,
+)
+from accounts.models import ApiKey, Invitation, IssuedSecrets, User, control_plane
 from accounts.tokens import password_reset_tokens
 
 login_view = auth_views.LoginView.as_view(
@@ -148,3 +156,56 @@ def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
     return render(
         request, "accounts/accept_invitation.html", {"form": form, "invitation": invitation}
     )
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+
+def _api_keys_page(
+    request: HttpRequest, form: ApiKeyForm | None = None, issued: IssuedSecrets | None = None,
+    issued_for: ApiKey | None = None, status: int = 200,
+) -> HttpResponse:  # fmt: skip
+    context = {
+        "api_keys": get_api_keys(request),
+        "form": form or ApiKeyForm(),
+        "issued": issued,
+        "issued_for": issued_for,
+        "public_url": settings.PUBLIC_URL,
+    }
+    return render(request, "accounts/api_keys.html", context, status=status)
+
+
+@teammate_required
+def api_keys(request: HttpRequest) -> HttpResponse:
+    return _api_keys_page(request)
+
+
+@require_POST
+@team_manager_required
+def create_api_key(request: HttpRequest) -> HttpResponse:
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _api_keys_page(request, form)
+    with control_plane():
+        key, issued = ApiKey.issue(request.account, form.cleaned_data["name"], request.user.email)
+    # The secrets are shown on this response only; nothing keeps them.
+    return _api_keys_page(request, issued=issued, issued_for=key)
+
+
+@require_POST
+@team_manager_required
+def rotate_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_api_key_to_manage(request, key_id)
+    with control_plane():
+        issued = key.rotate()
+    return _api_keys_page(request, issued=issued, issued_for=key)
+
+
+@require_POST
+@team_manager_required
+def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_api_key_to_manage(request, key_id)
+    with control_plane():
+        key.revoke()
+    messages.success(request, f"“{key.name}” is revoked; requests with it are refused.")
+    return redirect("api_keys")

@@ -90,6 +90,12 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [BASE_DOMAIN, f".{BASE_DOMAIN}", "127.
 # Shown in links the server builds outside a request (emails from commands, printed URLs).
 SITE_SCHEME = env_str("SITE_SCHEME", "http")
 SITE_PORT = env_str("SITE_PORT", env_str("PORT", "8000"))
+_DEFAULT_PORT = {"http": "80", "https": "443"}.get(SITE_SCHEME)
+# Where the public side (ingestion API, tracker script) is reached from outside.
+PUBLIC_URL = env_str(
+    "PUBLIC_URL",
+    f"{SITE_SCHEME}://{BASE_DOMAIN}" + ("" if SITE_PORT in ("", _DEFAULT_PORT) else f":{SITE_PORT}"),
+)
 
 # --- Database -----------------------------------------------------------------------------
 

@@ -31,6 +31,18 @@ urlpatterns = [
         accounts_views.revoke_invitation,
         name="revoke_invitation",
     ),
+    path("settings/api-keys/", accounts_views.api_keys, name="api_keys"),
+    path("settings/api-keys/new/", accounts_views.create_api_key, name="create_api_key"),
+    path(
+        "settings/api-keys/<int:key_id>/rotate/",
+        accounts_views.rotate_api_key,
+        name="rotate_api_key",
+    ),
+    path(
+        "settings/api-keys/<int:key_id>/revoke/",
+        accounts_views.revoke_api_key,
+        name="revoke_api_key",
+    ),
     path("invitations/<str:token>/", accounts_views.accept_invitation, name="accept_invitation"),
 ]
 

@@ -1,0 +1,71 @@
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+
+from accounts.models import Account, ApiKey, IssuedSecrets
+from ingest import spool as spool_module
+from ingest.credentials import forget_cached_credentials
+from ingest.drain import PassResult, drain_once
+from ingest.spool import Spool, get_spool
+
+
+@pytest.fixture
+def spool(tmp_path, settings) -> Iterator[Spool]:
+    """A spool of this test's own."""
+    settings.INGEST_SPOOL_PATH = tmp_path / "spool.sqlite3"
+    forget_cached_credentials()
+    yield get_spool()
+    spool_module._spools.clear()
+    forget_cached_credentials()
+
+
+@pytest.fixture
+def acme_key(cast) -> IssuedSecrets:
+    return ApiKey.issue(cast.acme, "Backend")[1]
+
+
+@pytest.fixture
+def globex_key(cast) -> IssuedSecrets:
+    return ApiKey.issue(cast.globex, "Backend")[1]
+
+
+def basic(username: str, password: str = "") -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def api_client(key: IssuedSecrets | None = None) -> Client:
+    headers = {"HTTP_AUTHORIZATION": basic(key.site_id, key.api_key)} if key else {}
+    return Client(HTTP_HOST="localhost", **headers)
+
+
+def send(client: Client, method: str, path: str, body: object, **headers) -> object:
+    return getattr(client, method)(
+        path, data=json.dumps(body), content_type="application/json", **headers
+    )
+
+
+def drain(spool: Spool) -> PassResult:
+    """Apply everything waiting, as the drain worker would."""
+    total = PassResult()
+    while (result := drain_once(spool, batch_size=1000, lease_seconds=60)).claimed:
+        total.claimed += result.claimed
+        total.applied += result.applied
+        total.dead += result.dead
+    return total
+
+
+def people(account: Account):
+    from segments.models import Person
+
+    with account:
+        return {p.customer_id or p.email: p for p in Person.objects.all()}
+
+
+def events(account: Account) -> list:
+    from segments.models import Event
+
+    with account:
+        return list(Event.objects.order_by("id").select_related("person"))
