@@ -174,6 +174,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.ferry",
+                "ingest.context_processors.ingest_backlog",
             ],
         },
     },

@@ -268,28 +268,34 @@ ON CONFLICT (person_id, name) DO UPDATE SET
 def write_events(cursor, batch: Batch, now: float) -> None:
     if not batch.events:
         return
+    # Dropped at commit; dropped here too when an enclosing transaction kept the last one.
+    cursor.execute("DROP TABLE IF EXISTS pg_temp.incoming_events")
     cursor.execute(
         """
         CREATE TEMPORARY TABLE incoming_events (
-            person_id bigint, anonymous_id text, kind text, name text, data jsonb,
+            n serial, person_id bigint, anonymous_id text, kind text, name text, data jsonb,
             timestamp timestamptz, received_at timestamptz, dedupe_key text
         ) ON COMMIT DROP
         """
     )
     received = datetime.fromtimestamp(now, UTC)
     columns_ = "person_id, anonymous_id, kind, name, data, timestamp, received_at, dedupe_key"
+    # A key may repeat inside one batch too (a client retry); the first one wins.
+    seen: set[str] = set()
     with cursor.copy(f"COPY incoming_events ({columns_}) FROM STDIN") as copy:
         for state, anonymous_id, kind, name, data, timestamp, dedupe in batch.events:
+            if dedupe in seen:
+                continue
+            seen.add(dedupe)
             copy.write_row((
                 state.id if state else None, anonymous_id, kind, name, data,
                 datetime.fromtimestamp(timestamp, UTC), received, dedupe,
             ))  # fmt: skip
-    # Events may repeat inside one batch too (a client retry); keep the first of each key.
     cursor.execute(
         f"""
         WITH touched AS (
             INSERT INTO {EVENT} ({columns_})
-            SELECT DISTINCT ON (dedupe_key) {columns_} FROM incoming_events ORDER BY dedupe_key
+            SELECT {columns_} FROM incoming_events ORDER BY n
             ON CONFLICT (dedupe_key) DO NOTHING
             RETURNING person_id, name, timestamp
         )

@@ -127,13 +127,27 @@ def _public_schema_between_tests() -> Iterator[None]:
     connection.set_schema_to_public()
 
 
+class FerryClient(Client):
+    """A test client that leaves the connection on the public schema after each request.
+
+    Serving an account's request leaves the connection on that schema alone (the next request
+    would reset it); tests read control-plane rows right after, as another request would.
+    """
+
+    def request(self, **request):
+        try:
+            return super().request(**request)
+        finally:
+            connection.set_schema_to_public()
+
+
 def host_of(account: Account | None) -> str:
     return account.host if account else settings.BASE_DOMAIN
 
 
 def client_for(account: Account | None, user: User | None = None) -> Client:
     """A test client on an account's host (or the public host), logged in as `user`."""
-    client = Client(HTTP_HOST=host_of(account))
+    client = FerryClient(HTTP_HOST=host_of(account))
     if user is not None:
         if account is None:
             client.force_login(user)

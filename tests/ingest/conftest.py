@@ -10,6 +10,7 @@ from ingest import spool as spool_module
 from ingest.credentials import forget_cached_credentials
 from ingest.drain import PassResult, drain_once
 from ingest.spool import Spool, get_spool
+from tests.conftest import FerryClient
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def basic(username: str, password: str = "") -> str:
 
 def api_client(key: IssuedSecrets | None = None) -> Client:
     headers = {"HTTP_AUTHORIZATION": basic(key.site_id, key.api_key)} if key else {}
-    return Client(HTTP_HOST="localhost", **headers)
+    return FerryClient(HTTP_HOST="localhost", **headers)
 
 
 def send(client: Client, method: str, path: str, body: object, **headers) -> object:

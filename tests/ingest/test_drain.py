@@ -1,0 +1,103 @@
+"""The drain: replays are harmless, bad items do not block good ones, accounts stay apart."""
+
+import json
+
+import pytest
+
+from ingest import wire
+from ingest.credentials import TRACK, UNVERIFIED, digest
+from ingest.models import DeadLetter
+from segments.models import ActivitySummary, Event
+from tests.ingest.conftest import drain, events, people
+
+pytestmark = pytest.mark.django_db
+
+
+def spool_items(spool, account, *items):
+    spool.append(str(account.pk), [json.dumps(item) for item in items])
+
+
+def test_applying_the_same_items_twice_changes_nothing_the_second_time(cast, spool):
+    items = [
+        wire.cio_identify("42", {"plan": "pro", "_timestamp": 100}),
+        wire.cio_event("42", {"name": "login", "timestamp": 1700000000}),
+        wire.cio_event("42", {"name": "login", "timestamp": 1700000100}),
+    ]
+    spool_items(spool, cast.acme, *items)
+    drain(spool)
+    # A worker killed after the commit but before releasing the spool rows: same items again.
+    spool_items(spool, cast.acme, *items)
+    drain(spool)
+    with cast.acme:
+        assert Event.objects.count() == 2
+        summary = ActivitySummary.objects.get()
+    assert summary.count == 2
+    assert summary.first_at.timestamp() == 1700000000
+    assert summary.last_at.timestamp() == 1700000100
+    assert people(cast.acme)["42"].attributes == {"plan": "pro"}
+
+
+def test_a_failing_item_becomes_a_dead_letter_and_the_rest_are_applied(cast, spool):
+    good = wire.cio_event("1", {"name": "ok"})
+    bad = {**wire.cio_event("2", {"name": "bad"}), "timestamp": "not a time"}
+    spool_items(spool, cast.acme, good, bad, wire.cio_event("3", {"name": "also ok"}))
+    result = drain(spool)
+    assert (result.applied, result.dead) == (2, 1)
+    assert sorted(e.name for e in events(cast.acme)) == ["also ok", "ok"]
+    letter = DeadLetter.objects.get()
+    assert letter.account_id == cast.acme.pk
+    assert letter.payload["name"] == "bad"
+    assert spool.pending_count() == 0
+
+
+def test_items_for_a_deleted_account_are_dead_letters(cast, spool):
+    spool.append("999999", [json.dumps(wire.cio_event("1", {"name": "x"}))])
+    assert drain(spool).dead == 1
+    assert DeadLetter.objects.get().error == "the account no longer exists"
+
+
+def test_provisionally_accepted_items_are_checked_at_drain_time(cast, spool, acme_key):
+    item = wire.cio_event("5", {"name": "during the outage"})
+    good = {"kind": TRACK, "lookup": acme_key.site_id, "hash": digest(acme_key.api_key)}
+    forged = {"kind": TRACK, "lookup": acme_key.site_id, "hash": digest("guess")}
+    spool.append(UNVERIFIED, [json.dumps({**item, "credential": good})])
+    spool.append(
+        UNVERIFIED, [json.dumps({**wire.cio_event("6", {"name": "forged"}), "credential": forged})]
+    )
+    result = drain(spool)
+    assert (result.applied, result.dead) == (1, 1)
+    assert [e.name for e in events(cast.acme)] == ["during the outage"]
+    assert DeadLetter.objects.get().error == "the credential it was sent with is not valid"
+
+
+def test_each_account_gets_only_its_own_items(cast, spool):
+    spool_items(spool, cast.acme, wire.cio_identify("same-id", {"owner": "acme"}))
+    spool_items(spool, cast.globex, wire.cio_identify("same-id", {"owner": "globex"}))
+    drain(spool)
+    assert people(cast.acme)["same-id"].attributes == {"owner": "acme"}
+    assert people(cast.globex)["same-id"].attributes == {"owner": "globex"}
+
+
+def test_a_paused_account_waits_while_others_drain(cast, spool):
+    spool_items(spool, cast.acme, wire.cio_identify("1", {}))
+    spool_items(spool, cast.globex, wire.cio_identify("1", {}))
+    spool.pause(str(cast.acme.pk))
+    drain(spool)
+    assert people(cast.acme) == {}
+    assert "1" in people(cast.globex)
+    spool.resume(str(cast.acme.pk))
+    drain(spool)
+    assert "1" in people(cast.acme)
+
+
+def test_the_backlog_reports_waiting_items_and_the_apply_rate(cast, spool):
+    spool_items(spool, cast.acme, *[wire.cio_event("1", {"name": "x"}) for _ in range(30)])
+    spool_items(spool, cast.globex, wire.cio_event("1", {"name": "x"}))
+    waiting = {row.account: row.waiting for row in spool.backlog()}
+    assert waiting == {str(cast.acme.pk): 30, str(cast.globex.pk): 1}
+    drain(spool)
+    assert spool.backlog() == []
+    spool_items(spool, cast.acme, wire.cio_event("1", {"name": "y"}))
+    (row,) = spool.backlog(str(cast.acme.pk))
+    assert row.applied_per_second > 0
+    assert row.eta_seconds is not None
