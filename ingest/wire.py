@@ -324,7 +324,10 @@ def segment_message(message: Any, field: str = "", kind: str | None = None) -> l
         name = event_name(message.get("event"), f"{prefix}event")
         event_kind = "event"
     else:
-        name = message.get("name") or properties.get("url") or properties.get("path") or kind
+        name = (
+            message.get("name") or message.get("category") or properties.get("url")
+            or properties.get("path") or kind
+        )  # fmt: skip
         name = event_name(str(name)[:MAX_EVENT_NAME_BYTES], f"{prefix}name")
         event_kind = kind
     return [event_item(person, anonymous_id if not person else None, event_kind, name,

@@ -7,6 +7,7 @@ public:  staff Stella, and Paul, a control-plane user who is not staff
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -177,13 +178,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, host: str, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for_http(
+    url: str, host: str, process: subprocess.Popen, timeout: float = 60, context=None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            urlopen(Request(url, headers={"Host": host}), timeout=2)
+            urlopen(Request(url, headers={"Host": host}), timeout=2, context=context)
             return
         except HTTPError:
             return
@@ -193,27 +196,34 @@ def wait_for_http(url: str, host: str, process: subprocess.Popen, timeout: float
 
 
 @contextmanager
-def gunicorn(database_url: str, workers: int = 2) -> Iterator[str]:
-    """Ferry under gunicorn on a free port, using `database_url`; yields the port."""
+def gunicorn(
+    database_url: str,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    tls: tuple[str, str, ssl.SSLContext] | None = None,
+) -> Iterator[str]:
+    """Ferry under gunicorn on a free port, using `database_url`; yields the port.
+
+    `tls` is (certificate file, key file, a client context that trusts it) to serve HTTPS.
+    """
     port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--log-level", "warning",
+    ]  # fmt: skip
+    if tls:
+        command += ["--certfile", tls[0], "--keyfile", tls[1]]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
+        command,
         cwd=BASE_DIR,
-        env={**os.environ, "DATABASE_URL": database_url, "SITE_PORT": str(port)},
+        env={**os.environ, "DATABASE_URL": database_url, "SITE_PORT": str(port), **(env or {})},
     )
+    scheme = "https" if tls else "http"
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/static/img/ferry.svg", "localhost", server)
+        wait_for_http(
+            f"{scheme}://127.0.0.1:{port}/static/img/ferry.svg", "localhost", server,
+            context=tls[2] if tls else None,
+        )  # fmt: skip
         yield str(port)
     finally:
         server.terminate()

@@ -1,8 +1,10 @@
 import base64
 import json
+import ssl
 from collections.abc import Iterator
 
 import pytest
+import trustme
 from django.test import Client
 
 from accounts.models import Account, ApiKey, IssuedSecrets
@@ -10,7 +12,7 @@ from ingest import spool as spool_module
 from ingest.credentials import forget_cached_credentials
 from ingest.drain import PassResult, drain_once
 from ingest.spool import Spool, get_spool
-from tests.conftest import FerryClient
+from tests.conftest import FerryClient, gunicorn
 
 
 @pytest.fixture
@@ -70,3 +72,46 @@ def events(account: Account) -> list:
 
     with account:
         return list(Event.objects.order_by("id").select_related("person"))
+
+
+@pytest.fixture(scope="session")
+def committed_keys(django_db_setup, django_db_blocker) -> dict[str, IssuedSecrets]:
+    """Keys a server process can see: committed outside any test's transaction."""
+    with django_db_blocker.unblock():
+        return {
+            slug: ApiKey.issue(Account.objects.get(slug=slug), "Committed")[1]
+            for slug in ("acme", "globex")
+        }
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> tuple[str, str, ssl.SSLContext, str]:
+    """A certificate for 127.0.0.1 from a throwaway CA: (cert, key, client context, CA file)."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key, ca = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
+    certificate.private_key_and_cert_chain_pem.write_to_path(cert)
+    certificate.private_key_pem.write_to_path(key)
+    authority.cert_pem.write_to_path(ca)
+    context = ssl.create_default_context(cafile=str(ca))
+    return str(cert), str(key), context, str(ca)
+
+
+@pytest.fixture(scope="session")
+def ingest_server(test_database_url, tls_files, tmp_path_factory) -> Iterator[dict]:
+    """Ferry over HTTPS with a spool of its own; yields its port and spool path."""
+    spool_path = tmp_path_factory.mktemp("server-spool") / "spool.sqlite3"
+    with gunicorn(
+        test_database_url, env={"INGEST_SPOOL_PATH": str(spool_path)}, tls=tls_files[:3]
+    ) as port:
+        yield {"port": port, "spool_path": spool_path, "ca": tls_files[3]}
+
+
+@pytest.fixture
+def server_spool(ingest_server, settings) -> Iterator[Spool]:
+    """The server's spool, read and drained by this test."""
+    settings.INGEST_SPOOL_PATH = ingest_server["spool_path"]
+    forget_cached_credentials()
+    yield get_spool()
+    spool_module._spools.clear()
