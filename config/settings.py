@@ -151,6 +151,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files are answered before any database work, so they keep working without it.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The status host's public documents come from the snapshot on disk, before anything
+    # that could need the database.
+    "status.middleware.StatusSnapshotMiddleware",
+    "status.middleware.ServerErrorCounterMiddleware",
     "accounts.middleware.AccountRoutingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -175,6 +179,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.ferry",
                 "ingest.context_processors.ingest_backlog",
+                "status.context_processors.status_banner",
             ],
         },
     },
@@ -273,6 +278,26 @@ else:
 MAILERS = {"default": DEFAULT_MAILER}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"Ferry <ferry@{BASE_DOMAIN}>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Status page --------------------------------------------------------------------------
+
+# Where the published snapshot of the status host lives (page, feeds, API documents); the
+# status host is answered from here without PostgreSQL. Share it between web nodes.
+STATUS_SNAPSHOT_DIR = Path(os.environ.get("STATUS_SNAPSHOT_DIR") or VAR_DIR / "status")
+STATUS_PAGE_NAME = env_str("STATUS_PAGE_NAME", "Ferry")
+# Statuspage page ids are 12 base36 characters.
+STATUS_PAGE_ID = env_str("STATUS_PAGE_ID", "ferrystatus0")
+if not (len(STATUS_PAGE_ID) == 12 and STATUS_PAGE_ID.isalnum() and STATUS_PAGE_ID.islower()):
+    raise ImproperlyConfigured(f"STATUS_PAGE_ID={STATUS_PAGE_ID!r} is not 12 base36 characters")
+STATUS_CONFIRM_MAX_AGE = 60 * 60 * 24 * 7
+STATUS_UNSUBSCRIBE_MAX_AGE = 60 * 60 * 24 * 365
+# Notification retries: 30 s, 1 min, 2 min, ... capped at an hour, then given up (staff retry).
+STATUS_NOTIFY_BACKOFF_SECONDS = env_int("STATUS_NOTIFY_BACKOFF_SECONDS", 30)
+STATUS_NOTIFY_BACKOFF_CAP = 60 * 60
+STATUS_NOTIFY_MAX_ATTEMPTS = env_int("STATUS_NOTIFY_MAX_ATTEMPTS", 10)
+STATUS_WEBHOOK_TIMEOUT = env_int("STATUS_WEBHOOK_TIMEOUT", 10)
+# Webhooks to loopback or private addresses are refused unless this is true.
+STATUS_WEBHOOK_ALLOW_PRIVATE = env_bool("STATUS_WEBHOOK_ALLOW_PRIVATE", False)
 
 # --- Static files, i18n -------------------------------------------------------------------
 

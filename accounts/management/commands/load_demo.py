@@ -1,3 +1,4 @@
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from accounts import actions
@@ -25,3 +26,4 @@ class Command(BaseCommand):
                 slug=slug, name=name, owner_email=owner_email, owner_password=owner_password
             )
             self.stdout.write(f"Created demo account {slug}")
+        call_command("load_status_demo", verbosity=options["verbosity"])

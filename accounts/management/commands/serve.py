@@ -12,7 +12,7 @@ from accounts.management.commands.load_demo import DEMO_ACCOUNTS, STAFF
 from accounts.models import Account
 
 # Background processes the run command keeps beside the web server, as manage.py commands.
-WORKER_COMMANDS: list[list[str]] = [["drain"]]
+WORKER_COMMANDS: list[list[str]] = [["drain"], ["status_worker"]]
 
 
 def supervise(commands: list[list[str]]) -> int:
