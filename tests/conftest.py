@@ -27,7 +27,7 @@ from django.test import Client
 from django.test.utils import setup_databases, teardown_databases
 
 from accounts import actions
-from accounts.models import Account, Role, User
+from accounts.models import Account, ApiKey, IssuedSecrets, Role, User
 
 PASSWORD = "correct-horse-battery-staple"
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -92,6 +92,16 @@ def django_db_setup(request, django_test_environment, django_db_blocker) -> Iter
     yield
     with django_db_blocker.unblock():
         teardown_databases(config, verbosity=request.config.option.verbose)
+
+
+@pytest.fixture(scope="session")
+def committed_keys(django_db_setup, django_db_blocker) -> dict[str, IssuedSecrets]:
+    """Keys a server process can see: committed outside any test's transaction."""
+    with django_db_blocker.unblock():
+        return {
+            slug: ApiKey.issue(Account.objects.get(slug=slug), "Committed")[1]
+            for slug in ("acme", "globex")
+        }
 
 
 @pytest.fixture
@@ -231,9 +241,15 @@ def gunicorn(
 
 
 @pytest.fixture(scope="session")
-def ferry_server(test_database_url) -> Iterator[str]:
+def ferry_server_spool(tmp_path_factory) -> Path:
+    """The spool of `ferry_server`, a file of this test session's own."""
+    return tmp_path_factory.mktemp("ferry-server") / "spool.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def ferry_server(test_database_url, ferry_server_spool) -> Iterator[str]:
     """Ferry under gunicorn serving the test database and its cast; yields the port."""
-    with gunicorn(test_database_url) as port:
+    with gunicorn(test_database_url, env={"INGEST_SPOOL_PATH": str(ferry_server_spool)}) as port:
         yield port
 
 

@@ -19,9 +19,9 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-def browser(django_db_setup) -> Iterator[Browser]:
+def browser(django_db_setup, committed_keys, cast_ids) -> Iterator[Browser]:
     # Playwright runs an event loop in this thread, where Django refuses database calls:
-    # the test database must exist before it starts.
+    # everything the browser tests read from the database is set up before it starts.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -34,3 +34,12 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def cast_ids(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """Account ids as the spool records them, read before the browser's event loop starts."""
+    from accounts.models import Account
+
+    with django_db_blocker.unblock():
+        return {account.slug: str(account.pk) for account in Account.objects.all()}

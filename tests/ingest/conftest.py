@@ -75,16 +75,6 @@ def events(account: Account) -> list:
 
 
 @pytest.fixture(scope="session")
-def committed_keys(django_db_setup, django_db_blocker) -> dict[str, IssuedSecrets]:
-    """Keys a server process can see: committed outside any test's transaction."""
-    with django_db_blocker.unblock():
-        return {
-            slug: ApiKey.issue(Account.objects.get(slug=slug), "Committed")[1]
-            for slug in ("acme", "globex")
-        }
-
-
-@pytest.fixture(scope="session")
 def tls_files(tmp_path_factory) -> tuple[str, str, ssl.SSLContext, str]:
     """A certificate for 127.0.0.1 from a throwaway CA: (cert, key, client context, CA file)."""
     authority = trustme.CA()
