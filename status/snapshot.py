@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -228,16 +229,26 @@ def publish_snapshot() -> Path:
     return directory
 
 
+_pending = threading.local()
+
+
 def publish_after_commit() -> None:
-    """Publish once the current transaction commits, however many writes it made."""
-    pending = getattr(connection, "run_on_commit", [])
-    if not any(callback is _publish_quietly for _ids, callback, _robust in pending):
-        transaction.on_commit(_publish_quietly)
+    """Publish once the current transaction commits, however many writes it made.
+
+    Every write registers a callback; the first to run after the commit publishes and the
+    others find nothing left to do. A rolled-back transaction's callbacks never run, and
+    the flag it leaves set only means the next commit publishes, which it would anyway.
+    """
+    _pending.publish = True
+    transaction.on_commit(_publish_if_pending)
 
 
-def _publish_quietly() -> None:
-    # The write is committed whatever happens here; the worker republishes a missing or
-    # stale snapshot, so a full disk must not turn the staff member's request into a 500.
+def _publish_if_pending() -> None:
+    if not getattr(_pending, "publish", False):
+        return
+    _pending.publish = False
+    # The write is committed whatever happens here; the worker republishes a missing
+    # snapshot, so a full disk must not turn the staff member's request into a 500.
     try:
         publish_snapshot()
     except Exception:

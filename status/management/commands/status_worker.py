@@ -45,6 +45,7 @@ class Command(BaseCommand):
         publish_at_start = True
         while not stopping:
             try:
+                close_old_connections()
                 self.run_round(publish_at_start)
                 publish_at_start = False
             except DatabaseError as error:
@@ -57,7 +58,6 @@ class Command(BaseCommand):
                 time.sleep(0.1)
 
     def run_round(self, publish_at_start: bool) -> None:
-        close_old_connections()
         connection.set_schema_to_public()
         now = timezone.now()
         moved = advance_maintenances(now)
