@@ -241,7 +241,7 @@ SECURE_CSP = {
 INGEST_SPOOL_PATH = Path(
     os.environ.get("INGEST_SPOOL_PATH") or VAR_DIR / "spool" / "ingest.sqlite3"
 )
-INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000)
+INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 10000)
 INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 30)
 
 # --- Cache: every key carries the schema it was written from -------------------------------

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+import orjson
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
 
 from accounts.models import Account
@@ -89,7 +90,7 @@ def group_by_account(
 def apply_group(
     account: Account, group: list[SpooledItem], result: PassResult, spool: Spool
 ) -> int:
-    payloads = [json.loads(item.payload) for item in group]
+    payloads = [orjson.loads(item.payload) for item in group]
     try:
         with account:
             outcome = apply_items(payloads)

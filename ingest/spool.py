@@ -7,6 +7,7 @@ a worker killed mid-batch leaves a lease that expires, and the items are applied
 is harmless because applying is idempotent (event dedupe keys, attribute timestamps).
 """
 
+import json
 import os
 import sqlite3
 import threading
@@ -111,23 +112,27 @@ class Spool:
         with self._transaction() as db:
             rows = db.execute(
                 """
-                SELECT id, account, payload, attempts FROM items
-                WHERE lease_until < ? AND account NOT IN (SELECT account FROM paused)
-                ORDER BY id LIMIT ?
-                """,
-                (now, limit),
-            ).fetchall()
-            if rows:
-                db.executemany(
-                    "UPDATE items SET lease_until = ?, attempts = attempts + 1 WHERE id = ?",
-                    [(now + lease_seconds, row[0]) for row in rows],
+                UPDATE items SET lease_until = ?, attempts = attempts + 1
+                WHERE id IN (
+                    SELECT id FROM items
+                    WHERE lease_until < ? AND account NOT IN (SELECT account FROM paused)
+                    ORDER BY id LIMIT ?
                 )
+                RETURNING id, account, payload, attempts
+                """,
+                (now + lease_seconds, now, limit),
+            ).fetchall()
+        rows.sort()
         return [SpooledItem(*row) for row in rows]
 
     def release(self, ids: list[int]) -> None:
         """Forget items that are committed in PostgreSQL (or moved to the dead letters)."""
         with self._transaction() as db:
-            db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+            for start in range(0, len(ids), 10_000):
+                db.execute(
+                    "DELETE FROM items WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(ids[start : start + 10_000]),),
+                )
 
     def retry_later(self, ids: list[int], delay_seconds: float) -> None:
         with self._transaction() as db:

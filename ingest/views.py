@@ -6,13 +6,13 @@ one fsync'd transaction, then answers. Nothing here needs PostgreSQL to be up.
 
 import base64
 import binascii
-import json
 import logging
 import sqlite3
 import zlib
 from collections.abc import Callable
 from functools import wraps
 
+import orjson
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -90,8 +90,8 @@ def read_json(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> object:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
         raise WireError("body", f"is not valid JSON ({error})") from None
 
 
@@ -133,7 +133,7 @@ def spool(sender: Sender, items: list[dict]) -> None:
     if sender.credential:
         items = [{**item, "credential": sender.credential} for item in items]
     try:
-        get_spool().append(sender.account, [json.dumps(item) for item in items])
+        get_spool().append(sender.account, [orjson.dumps(item).decode() for item in items])
     except sqlite3.Error:
         # Full disk or a broken spool: say so. Answering success would lose the data.
         log.exception("spool append failed")

@@ -83,7 +83,7 @@ class Ferry:
             "LOG_LEVEL": "WARNING",
         }
         self.port = free_port()
-        self.web = self.drain = None
+        self.web = self.drain = self.steady_drain = None
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
@@ -97,6 +97,11 @@ class Ferry:
             [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.port}",
              "--workers", "2", "--log-level", "warning"],
             cwd=BASE_DIR, env=self.env,
+        )  # fmt: skip
+        # Two drain workers, as the run command starts them: one of them gets killed.
+        self.steady_drain = subprocess.Popen(
+            [sys.executable, "manage.py", "drain"], cwd=BASE_DIR, env=self.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.start_drain()
         deadline = time.monotonic() + 60
@@ -134,7 +139,7 @@ class Ferry:
             ).fetchone()[0]
 
     def stop(self) -> None:
-        for process in (self.web, self.drain):
+        for process in (self.web, self.drain, self.steady_drain):
             if process and process.poll() is None:
                 process.terminate()
                 process.wait(timeout=30)

@@ -12,7 +12,11 @@ from accounts.management.commands.load_demo import DEMO_ACCOUNTS, STAFF
 from accounts.models import Account
 
 # Background processes the run command keeps beside the web server, as manage.py commands.
-WORKER_COMMANDS: list[list[str]] = [["drain"], ["status_worker"]]
+# Drain workers serialise per account and run in parallel across accounts.
+WORKER_COMMANDS: list[list[str]] = [
+    *[["drain"]] * int(os.environ.get("INGEST_DRAIN_WORKERS", "2")),
+    ["status_worker"],
+]
 
 
 def supervise(commands: list[list[str]]) -> int:

@@ -1,4 +1,5 @@
 import signal
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
@@ -20,12 +21,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         spool = get_spool()
         if options["once"]:
-            total = 0
+            total, started = 0, time.time()
             while (result := drain_once(spool, options["batch_size"], options["lease"])).claimed:
                 if result.database_down:
                     raise SystemExit("PostgreSQL is unreachable; the items stay in the spool.")
                 total += result.applied
-            self.stdout.write(f"Applied {total} items.")
+            # Start and end as unix times, so that several workers can be timed together.
+            self.stdout.write(f"Applied {total} items from {started:.3f} to {time.time():.3f}.")
             return
         stopping = False
 

@@ -1,0 +1,153 @@
+"""Drain throughput: spooled events and attribute changes applied per second, end to end,
+beside the raw COPY rate into the same table measured in the same run.
+
+    python3 -m uv run python bench/ingest_drain.py [--items 200000]
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from bench._cluster import ferry_database  # noqa: E402
+
+PEOPLE = 20_000
+EVENT_NAMES = ["page_viewed", "signed_in", "purchase", "added_to_cart", "search"]
+PLANS = ["free", "basic", "pro", "enterprise"]
+
+
+def items(count: int, event_share: float = 0.6) -> list[dict]:
+    """A realistic mix: events for known people, attribute changes, some new people."""
+    from ingest import wire
+
+    rng = random.Random(7)
+    now = time.time()
+    generated = []
+    for n in range(count):
+        person = f"person-{rng.randrange(PEOPLE)}"
+        if rng.random() < event_share:
+            body = {"name": rng.choice(EVENT_NAMES), "id": f"bench-{n}",
+                    "timestamp": int(now - rng.randrange(86400 * 30)),
+                    "data": {"price": rng.randrange(100), "sku": f"sku-{rng.randrange(500)}"}}  # fmt: skip
+            generated.append(wire.cio_event(person, body))
+        else:
+            body = {"plan": rng.choice(PLANS), "seats": rng.randrange(1, 50),
+                    "email": f"{person}@example.com", "_timestamp": now + n / 1e6}  # fmt: skip
+            generated.append(wire.cio_identify(person, body))
+    return generated
+
+
+def raw_copy_rate(schema: str, count: int, event_share: float = 0.6) -> float:
+    """The same mix written with nothing but COPY: event rows into segments_event (for real
+    people, so the foreign key is checked) and one segments_person row per attribute change."""
+    from django.db import connection, transaction
+
+    now = datetime.now(UTC)
+    events = int(count * event_share)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f'SET LOCAL search_path TO "{schema}"')
+        cursor.execute("SELECT id FROM segments_person LIMIT 1000")
+        person_ids = [row[0] for row in cursor.fetchall()] or [None]
+        started = time.perf_counter()
+        columns = "person_id, anonymous_id, kind, name, data, timestamp, received_at, dedupe_key"
+        with cursor.copy(f"COPY segments_event ({columns}) FROM STDIN") as copy:
+            for n in range(events):
+                copy.write_row((person_ids[n % len(person_ids)], None, "event", EVENT_NAMES[n % 5],
+                                json.dumps({"price": n % 100, "sku": f"sku-{n % 500}"}), now, now,
+                                f"raw-{n}"))  # fmt: skip
+        columns = (
+            "customer_id, email, attributes, attribute_times, unsubscribed, created_at, updated_at"
+        )
+        with cursor.copy(f"COPY segments_person ({columns}) FROM STDIN") as copy:
+            for n in range(count - events):
+                attributes = {
+                    "plan": PLANS[n % 4],
+                    "seats": n % 50,
+                    "email": f"raw-{n}@example.com",
+                }
+                copy.write_row((f"raw-{n}", f"raw-{n}@example.com", json.dumps(attributes),
+                                json.dumps(dict.fromkeys(attributes, 1.0)), False, now, now))  # fmt: skip
+        elapsed = time.perf_counter() - started
+        transaction.set_rollback(True)  # measured; leave the tables as they were
+    return count / elapsed
+
+
+def drain_rate(spool_items: list[dict], account_id: int, workers: int) -> tuple[float, int]:
+    """Spool the items, then time `manage.py drain --once` workers until the spool is empty."""
+    from ingest.spool import get_spool
+
+    spool = get_spool()
+    payloads = [json.dumps(item) for item in spool_items]
+    for start in range(0, len(payloads), 10_000):
+        spool.append(str(account_id), payloads[start : start + 10_000])
+    processes = [
+        subprocess.Popen([sys.executable, "manage.py", "drain", "--once"], cwd=BASE_DIR,
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(workers)
+    ]  # fmt: skip
+    # "Applied N items from START to END.": time the drain itself, not Python's start-up.
+    reports = [process.communicate()[0].split() for process in processes]
+    applied = sum(int(words[1]) for words in reports)
+    elapsed = max(float(w[6].rstrip(".")) for w in reports) - min(float(w[4]) for w in reports)
+    if spool.pending_count():
+        raise RuntimeError("the drain left items behind")
+    return applied / elapsed, applied
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=200_000)
+    count = parser.parse_args().items
+    with ferry_database() as (folder, url, account):
+        os.environ.update(
+            DATABASE_URL=url, FERRY_VAR_DIR=str(folder / "var"),
+            INGEST_SPOOL_PATH=str(folder / "spool.sqlite3"), LOG_LEVEL="WARNING",
+        )  # fmt: skip
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        import django
+
+        django.setup()
+        from accounts.models import Account
+
+        account_id = Account.objects.get(slug="bench").pk
+        generated = items(count)
+        rates = []
+        copy_rate = 0.0
+        for run, workers in enumerate((1, 1, 2)):
+            if run == 1:
+                # Measured once people exist, as the drain's own steady state is.
+                copy_rate = raw_copy_rate(account["schema"], count)
+            # Each run sends new events; from the second on, the people exist (steady state).
+            batch = items(count)
+            for item in batch:
+                if item["op"] == "event":
+                    item["dedupe"] = f"run{run}-{item['dedupe']}"
+            rates.append((workers, *drain_rate(batch, account_id, workers)))
+
+    print(
+        f"\nDrain throughput, {count} items (60% events, 40% attribute changes, {PEOPLE} people)\n"
+    )
+    print(f"| {'what':<46} | {'per second':>10} | {'x raw COPY':>10} |")
+    print(f"|{'-' * 48}|{'-' * 12}|{'-' * 12}|")
+    rows = [("raw COPY of the same mix (baseline)", copy_rate)]
+    rows += [
+        (
+            f"drain, {workers} worker{'s' if workers > 1 else ''}{' (people new)' if n == 0 else ''}",
+            rate,
+        )
+        for n, (workers, rate, _) in enumerate(rates)
+    ]
+    for label, value in rows:
+        print(f"| {label:<46} | {value:>10,.0f} | {value / copy_rate:>10.2f} |")
+
+
+if __name__ == "__main__":
+    main()
