@@ -2,7 +2,7 @@
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connection
@@ -17,14 +17,30 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SCREENSHOTS = os.environ.get("FERRY_SCREENSHOTS")
 
 
-@pytest.fixture(scope="module")
-def page(django_db_setup) -> Iterator[Page]:
-    # Playwright runs an event loop in this thread, where Django refuses database calls:
-    # the test database must exist before it starts.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser.new_context().new_page()
-        browser.close()
+def in_a_browser(drive: Callable[[Page], None]) -> None:
+    """Run `drive` with a fresh Chromium page, in a thread of its own.
+
+    The browser suite may already have Playwright's event loop running in this thread, and
+    the sync API refuses to start inside a running loop.
+    """
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    drive(browser.new_context().new_page())
+                finally:
+                    browser.close()
+        except BaseException as failure:
+            failures.append(failure)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +70,12 @@ def forget_incidents(django_db_blocker):
 
 
 def test_an_update_posted_in_the_console_appears_on_the_status_page(
-    page: Page, status_server, forget_incidents
+    django_db_setup, status_server, forget_incidents
 ):
+    in_a_browser(lambda page: post_an_update_and_read_it(page, status_server))
+
+
+def post_an_update_and_read_it(page: Page, status_server: str) -> None:
     console = f"http://localhost:{status_server}"
     page.goto(f"{console}/staff/login/")
     page.get_by_label("Email address").fill("stella@ferry.test")
