@@ -118,7 +118,6 @@ def main() -> None:
         from accounts.models import Account
 
         account_id = Account.objects.get(slug="bench").pk
-        generated = items(count)
         rates = []
         copy_rate = 0.0
         for run, workers in enumerate((1, 1, 2)):
