@@ -107,20 +107,35 @@ class Spool:
             )
 
     def claim(self, limit: int, lease_seconds: float) -> list[SpooledItem]:
-        """Lease up to `limit` items no other worker holds, oldest first."""
+        """Lease up to `limit` of the oldest items of one account no other worker is on.
+
+        One account per batch keeps workers out of each other's way: each applies whole
+        batches for its own account while another works on a different one.
+        """
         now = time.time()
         with self._transaction() as db:
+            row = db.execute(
+                """
+                SELECT account FROM items
+                WHERE lease_until < ?
+                  AND account NOT IN (SELECT account FROM paused)
+                  AND account NOT IN (SELECT account FROM items WHERE lease_until >= ?)
+                ORDER BY id LIMIT 1
+                """,
+                (now, now),
+            ).fetchone()
+            if row is None:
+                return []
             rows = db.execute(
                 """
                 UPDATE items SET lease_until = ?, attempts = attempts + 1
                 WHERE id IN (
-                    SELECT id FROM items
-                    WHERE lease_until < ? AND account NOT IN (SELECT account FROM paused)
+                    SELECT id FROM items WHERE account = ? AND lease_until < ?
                     ORDER BY id LIMIT ?
                 )
                 RETURNING id, account, payload, attempts
                 """,
-                (now + lease_seconds, now, limit),
+                (now + lease_seconds, row[0], now, limit),
             ).fetchall()
         rows.sort()
         return [SpooledItem(*row) for row in rows]

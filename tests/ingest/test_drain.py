@@ -101,3 +101,15 @@ def test_the_backlog_reports_waiting_items_and_the_apply_rate(cast, spool):
     (row,) = spool.backlog(str(cast.acme.pk))
     assert row.applied_per_second > 0
     assert row.eta_seconds is not None
+
+
+def test_concurrent_workers_each_get_an_account_of_their_own(cast, spool):
+    spool_items(spool, cast.acme, *[wire.cio_event("1", {"name": "a"}) for _ in range(3)])
+    spool_items(spool, cast.globex, wire.cio_event("1", {"name": "g"}))
+    first = spool.claim(limit=100, lease_seconds=60)
+    second = spool.claim(limit=100, lease_seconds=60)
+    assert {item.account for item in first} == {str(cast.acme.pk)}
+    assert {item.account for item in second} == {str(cast.globex.pk)}
+    assert spool.claim(limit=100, lease_seconds=60) == []
+    spool.retry_later([item.id for item in first], delay_seconds=-1)  # the lease lapses
+    assert len(spool.claim(limit=100, lease_seconds=60)) == 3
