@@ -50,7 +50,7 @@ def test_the_page_shows_components_uptime_and_the_weighting(demo, publish, statu
     page = response.content.decode()
     assert "All Systems Operational" in page
     assert "Email Sending" in page
-    assert page.count('class="sp-day ') == 6 * 90
+    assert page.count('<li class="d-') == 6 * 90
     assert "partial outage at 30 %" in page
     assert "UTC" in page
 
