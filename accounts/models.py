@@ -297,3 +297,31 @@ class ApiKey(models.Model):
         self.api_key_hash, self.write_key_hash = _digest(api_key), _digest(write_key)
         self.tracker_key = f"pk_{secrets.token_urlsafe(18)}"
         return IssuedSecrets(self.site_id, api_key, write_key, self.tracker_key)
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def newest_first(self) -> "AuditEntryQuerySet":
+        return self.order_by("-created_at", "-id")
+
+
+class AuditEntry(models.Model):
+    """Who changed what from the dashboard, and when. Account plane: each account its own."""
+
+    actor = models.CharField(max_length=254)  # the teammate's email, kept as they were then
+    action = models.CharField(max_length=60)
+    target = models.CharField(max_length=300, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    planes = {ACCOUNT}
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target}"
+
+    @classmethod
+    def record(cls, actor: "User", action: str, target: str = "", **detail) -> "AuditEntry":
+        return cls.objects.create(
+            actor=actor.email, action=action, target=target[:300], detail=detail
+        )

@@ -34,3 +34,31 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}: {self.error[:60]}"
+
+
+class ImportTaskQuerySet(models.QuerySet):
+    def waiting(self) -> "ImportTaskQuerySet":
+        return self.filter(finished_at__isnull=True).order_by("created_at")
+
+
+class ImportTask(models.Model):
+    """A CSV import waiting for the import worker. Control plane, so that one query finds work
+    across accounts; the account is carried explicitly and the import row lives in its schema."""
+
+    account_id = models.BigIntegerField()
+    import_id = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    planes = {CONTROL}
+
+    objects = ImportTaskQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account_id", "import_id"], name="import_task_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"import {self.import_id} of account {self.account_id}"

@@ -1,5 +1,14 @@
 """An account's customer data. Account plane: every table lives in each account's schema."""
 
-from segments.models.people import ActivitySummary, Event, Person
+from segments.models.imports import Import, ImportRejection
+from segments.models.people import ActivitySummary, Event, EventDay, Person, Suppression
 
-__all__ = ["ActivitySummary", "Event", "Person"]
+__all__ = [
+    "ActivitySummary",
+    "Event",
+    "EventDay",
+    "Import",
+    "ImportRejection",
+    "Person",
+    "Suppression",
+]

@@ -1,6 +1,7 @@
 """An account's people and what they did. Account plane: these tables live in each account's
 schema and are written in bulk by the ingestion drain (ingest/apply.py)."""
 
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
@@ -81,3 +82,32 @@ class ActivitySummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.count} times"
+
+
+class EventDay(models.Model):
+    """Events received per day, kept by the drain so the dashboard chart never scans events."""
+
+    day = models.DateField(primary_key=True)
+    count = models.PositiveBigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.count}"
+
+
+class Suppression(models.Model):
+    """An identifier that ingestion must not create a person for again."""
+
+    class Kind(models.TextChoices):
+        ID = "id"
+        EMAIL = "email"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value = models.CharField(max_length=254)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="suppression_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
