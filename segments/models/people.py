@@ -1,7 +1,7 @@
 """An account's people and what they did. Account plane: these tables live in each account's
 schema and are written in bulk by the ingestion drain (ingest/apply.py)."""
 
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
@@ -29,10 +29,26 @@ class Person(models.Model):
             models.Index(
                 KeyTextTransform("anonymous_id", "attributes"), name="person_anonymous_id"
             ),
+            # The people list: prefix search on both identifiers, newest first, and
+            # attribute-value search through containment.
+            models.Index(
+                OpClass(Lower("email"), name="text_pattern_ops"), name="person_email_prefix"
+            ),
+            models.Index(
+                fields=["customer_id"],
+                name="person_customer_id_prefix",
+                opclasses=["text_pattern_ops"],
+            ),
+            models.Index(fields=["-created_at", "-id"], name="person_newest"),
+            GinIndex(fields=["attributes"], name="person_attributes", opclasses=["jsonb_path_ops"]),
         ]
 
     def __str__(self) -> str:
         return self.customer_id or self.email or f"person {self.pk}"
+
+    @property
+    def label(self) -> str:
+        return self.email or self.customer_id or f"Person {self.pk}"
 
 
 class Event(models.Model):
