@@ -2,6 +2,13 @@
 
 from segments.models.imports import Import, ImportRejection
 from segments.models.people import ActivitySummary, Event, EventDay, Person, Suppression
+from segments.models.segment import (
+    Membership,
+    MembershipChange,
+    Segment,
+    SegmentSize,
+    SegmentVersion,
+)
 
 __all__ = [
     "ActivitySummary",
@@ -9,6 +16,11 @@ __all__ = [
     "EventDay",
     "Import",
     "ImportRejection",
+    "Membership",
+    "MembershipChange",
     "Person",
+    "Segment",
+    "SegmentSize",
+    "SegmentVersion",
     "Suppression",
 ]

@@ -1,0 +1,130 @@
+"""Segments: a rule tree (or a hand-kept list) and its materialised members.
+
+Account plane. Members are written set-wise by segments/membership.py, from a rule save, from
+every drained ingestion batch and from the periodic sweep; the models here are what the
+dashboard reads.
+"""
+
+from django.db import models
+from django.utils import timezone
+
+from segments.models.people import Person
+
+
+class SegmentQuerySet(models.QuerySet):
+    def rule_based(self) -> "SegmentQuerySet":
+        return self.filter(kind=Segment.Kind.RULES, rules__isnull=False)
+
+    def time_dependent(self) -> "SegmentQuerySet":
+        """Segments whose rules change with the clock alone ("within the last 7 days")."""
+        return self.rule_based().filter(time_dependent=True)
+
+
+class Segment(models.Model):
+    class Kind(models.TextChoices):
+        RULES = "rules", "Rule-based"
+        MANUAL = "manual", "Manual"
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RULES)
+    # The validated rule tree as segments/rules.py stores it; null for manual segments.
+    rules = models.JSONField(null=True, blank=True)
+    # Derived from the rules when they are saved, so that the sweep and the dependency order
+    # need no parsing: does the rule read the clock, and which segments does it read?
+    time_dependent = models.BooleanField(default=False)
+    depends_on = models.JSONField(default=list, blank=True)
+    member_count = models.PositiveIntegerField(default=0)
+    created_by = models.CharField(max_length=254, blank=True)  # an email, as a plain value
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    recomputed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SegmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_manual(self) -> bool:
+        return self.kind == self.Kind.MANUAL
+
+
+class SegmentVersion(models.Model):
+    """One saved state of a segment's definition: who changed what, and when."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.DB_CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    rules = models.JSONField(null=True, blank=True)
+    changed_by = models.CharField(max_length=254, blank=True)  # an email, as a plain value
+    changed_at = models.DateTimeField(default=timezone.now)
+    summary = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "number"], name="segment_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} v{self.number}"
+
+
+class Membership(models.Model):
+    pk = models.CompositePrimaryKey("segment_id", "person_id")
+    segment = models.ForeignKey(Segment, on_delete=models.DB_CASCADE, related_name="memberships")
+    person = models.ForeignKey(Person, on_delete=models.DB_CASCADE, related_name="memberships")
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["person"], name="membership_person")]
+
+    def __str__(self) -> str:
+        return f"{self.person_id} in {self.segment_id}"
+
+
+class MembershipChange(models.Model):
+    """A person entering or leaving a segment, and what caused it."""
+
+    class Cause(models.TextChoices):
+        RULE = "rule", "Rule saved"
+        INGEST = "ingest", "New data"
+        SWEEP = "sweep", "Time passed"
+        MANUAL = "manual", "Added or removed by hand"
+        IMPORT = "import", "CSV upload"
+        API = "api", "Track API"
+
+    segment = models.ForeignKey(Segment, on_delete=models.DB_CASCADE, related_name="changes")
+    person = models.ForeignKey(
+        Person, on_delete=models.DB_CASCADE, related_name="segment_changes"
+    )
+    entered = models.BooleanField()  # false: the person left
+    at = models.DateTimeField()
+    cause = models.CharField(max_length=10, choices=Cause.choices)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["segment", "-at"], name="membershipchange_segment_at"),
+            models.Index(fields=["person", "-at"], name="membershipchange_person_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.person_id} {'entered' if self.entered else 'left'} {self.segment_id}"
+
+
+class SegmentSize(models.Model):
+    """The segment's size at the end of each day it changed: the size-over-time chart."""
+
+    pk = models.CompositePrimaryKey("segment_id", "day")
+    segment = models.ForeignKey(Segment, on_delete=models.DB_CASCADE, related_name="sizes")
+    day = models.DateField()
+    size = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} on {self.day}: {self.size}"
