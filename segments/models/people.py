@@ -1,10 +1,48 @@
 """An account's people and what they did. Account plane: these tables live in each account's
 schema and are written in bulk by the ingestion drain (ingest/apply.py)."""
 
-from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
+
+
+class PersonQuerySet(models.QuerySet):
+    def search(self, text: str) -> "PersonQuerySet":
+        """An email (or its beginning) when the text has an @, else a customer id or its
+        beginning; both use prefix indexes."""
+        text = text.strip()
+        if not text:
+            return self
+        if "@" in text:
+            return self.filter(email__startswith=text.lower())
+        return self.filter(
+            models.Q(customer_id__startswith=text) | models.Q(email__startswith=text.lower())
+        )
+
+    def with_attribute(self, name: str, value: str) -> "PersonQuerySet":
+        """People whose attribute equals the value, as text or as the number or boolean it
+        spells (containment, so the GIN index answers)."""
+        candidates: list[object] = [value]
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            candidates.append(lowered == "true")
+        try:
+            number = float(value)
+            candidates.append(int(number) if number.is_integer() else number)
+        except ValueError:
+            pass
+        condition = models.Q()
+        for candidate in candidates:
+            condition |= models.Q(attributes__contains={name: candidate})
+        return self.filter(condition)
+
+    def subscription(self, state: str) -> "PersonQuerySet":
+        if state == "subscribed":
+            return self.filter(unsubscribed=False)
+        if state == "unsubscribed":
+            return self.filter(unsubscribed=True)
+        return self
 
 
 class Person(models.Model):
@@ -19,6 +57,8 @@ class Person(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
+    objects = PersonQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["customer_id"], name="person_customer_id_unique"),
@@ -31,8 +71,9 @@ class Person(models.Model):
             ),
             # The people list: prefix search on both identifiers, newest first, and
             # attribute-value search through containment.
+            # Emails are stored lowercased (ingestion and imports lowercase them).
             models.Index(
-                OpClass(Lower("email"), name="text_pattern_ops"), name="person_email_prefix"
+                fields=["email"], name="person_email_prefix", opclasses=["text_pattern_ops"]
             ),
             models.Index(
                 fields=["customer_id"],
