@@ -94,7 +94,8 @@ _DEFAULT_PORT = {"http": "80", "https": "443"}.get(SITE_SCHEME)
 # Where the public side (ingestion API, tracker script) is reached from outside.
 PUBLIC_URL = env_str(
     "PUBLIC_URL",
-    f"{SITE_SCHEME}://{BASE_DOMAIN}" + ("" if SITE_PORT in ("", _DEFAULT_PORT) else f":{SITE_PORT}"),
+    f"{SITE_SCHEME}://{BASE_DOMAIN}"
+    + ("" if SITE_PORT in ("", _DEFAULT_PORT) else f":{SITE_PORT}"),
 )
 
 # --- Database -----------------------------------------------------------------------------
@@ -243,6 +244,10 @@ INGEST_SPOOL_PATH = Path(
 )
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 10000)
 INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 30)
+# Uploaded CSV imports, one folder per account schema.
+IMPORTS_DIR = Path(os.environ.get("IMPORTS_DIR") or VAR_DIR / "imports")
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 1024 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # --- Cache: every key carries the schema it was written from -------------------------------
 

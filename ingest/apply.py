@@ -18,6 +18,8 @@ from django.db import connection, transaction
 PERSON = "segments_person"
 EVENT = "segments_event"
 SUMMARY = "segments_activitysummary"
+EVENT_DAY = "segments_eventday"
+SUPPRESSION = "segments_suppression"
 ANONYMOUS_MERGE_WINDOW_DAYS = 30
 # Customer.io removes an attribute that is sent empty.
 EMPTY = (None, "")
@@ -38,6 +40,7 @@ class PersonState:
 @dataclass
 class Outcome:
     applied: int = 0
+    suppressed: int = 0
     failures: list[tuple[int, str]] = field(default_factory=list)  # (item index, reason)
 
 
@@ -49,6 +52,7 @@ class Batch:
         self.by_email: dict[str, PersonState] = {}
         self.by_anonymous: dict[str, PersonState] = {}
         self.deleted: set[int] = set()
+        self.suppressed: set[tuple[str, str]] = set()
         self.events: list[tuple] = []
         self.merges: list[tuple[PersonState, str]] = []
 
@@ -67,6 +71,15 @@ class Batch:
                 anonymous.add(item["anonymous_id"])
         if not (ids or emails or anonymous):
             return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT kind, value FROM {SUPPRESSION}
+                WHERE (kind = 'id' AND value = ANY(%s)) OR (kind = 'email' AND value = ANY(%s))
+                """,
+                [list(ids), list(emails)],
+            )
+            self.suppressed = {(kind, value) for kind, value in cursor.fetchall()}
         # One indexed lookup per identifier kind; an OR across them would scan the table.
         with connection.cursor() as cursor:
             cursor.execute(
@@ -96,6 +109,15 @@ class Batch:
         anonymous_id = state.attributes.get("anonymous_id")
         if anonymous_id:
             self.by_anonymous[str(anonymous_id)] = state
+
+    def is_suppressed(self, item: dict) -> bool:
+        """Does the item name a suppressed person, by its identifier or a new email?"""
+        if not self.suppressed:
+            return False
+        person = item.get("person") or {}
+        email = (item.get("attributes") or {}).get("email")
+        keys = {("id", person.get("id")), ("email", person.get("email")), ("email", email)}
+        return bool(keys & self.suppressed)
 
     def find(self, person: dict) -> PersonState | None:
         if "id" in person:
@@ -157,6 +179,10 @@ def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:
     outcome = Outcome()
     for index, item in enumerate(items):
         op = item["op"]
+        if op != "delete" and batch.is_suppressed(item):
+            # Suppressed people are not created again; the item is consumed on purpose.
+            outcome.suppressed += 1
+            continue
         if op == "identify":
             state = batch.find(item["person"])
             if state is None and item.get("update_only"):
@@ -323,6 +349,10 @@ def write_events(cursor, batch: Batch, now: float) -> None:
             SELECT {columns_} FROM incoming_events ORDER BY n
             ON CONFLICT (dedupe_key) DO NOTHING
             RETURNING person_id, name, timestamp
+        ), days AS (
+            INSERT INTO {EVENT_DAY} AS d (day, count)
+            SELECT (timestamp AT TIME ZONE 'UTC')::date, count(*) FROM touched GROUP BY 1
+            ON CONFLICT (day) DO UPDATE SET count = d.count + excluded.count
         )
         {SUMMARISE}
         """

@@ -16,6 +16,7 @@ from accounts.models import Account
 WORKER_COMMANDS: list[list[str]] = [
     *[["drain"]] * int(os.environ.get("INGEST_DRAIN_WORKERS", "2")),
     ["status_worker"],
+    ["run_imports"],
 ]
 
 

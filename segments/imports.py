@@ -1,0 +1,224 @@
+"""CSV imports: reading the file, checking each row, applying rows through ingestion's apply.
+
+Rows are applied in chunks by ingest.apply.apply_items, the same code the drain uses, so an
+import follows the same rules as the API (attribute timestamps, suppressions). Every row is
+either imported or listed with its line number and the reason it was not.
+"""
+
+import csv
+import io
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from ingest.apply import apply_items
+from ingest.wire import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ID_BYTES
+from segments.models import Import, ImportRejection
+
+PREVIEW_ROWS = 5
+CHUNK_ROWS = 10_000
+csv.field_size_limit(1024 * 1024)
+
+
+def account_folder() -> Path:
+    return Path(settings.IMPORTS_DIR) / connection.schema_name
+
+
+def store_upload(upload) -> tuple[str, int]:
+    """Keep the uploaded file in the account's own folder; returns (name, size)."""
+    folder = account_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{uuid.uuid4().hex}.csv"
+    size = 0
+    with open(folder / name, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+            size += len(chunk)
+    return name, size
+
+
+def stored_path(job: Import) -> Path:
+    return account_folder() / job.stored_as
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str]]:
+    """(line number, fields or None, problem) for every record of the file, header included.
+
+    Bytes that are not UTF-8 do not stop the file: that row is reported and the next is read.
+    """
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        reader = csv.reader(text)
+        while True:
+            line = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield line, None, f"malformed CSV ({error})"
+                continue
+            if any(_has_undecodable(field) for field in fields):
+                yield line, None, "not valid UTF-8: save the file as UTF-8 and import again"
+                continue
+            yield line, fields, ""
+
+
+def _has_undecodable(text: str) -> bool:
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def preview(path: Path) -> tuple[list[str], list[list[str]], str]:
+    """The header, the first rows and a problem with the header if there is one."""
+    rows = read_rows(path)
+    first = next(rows, None)
+    if first is None:
+        return [], [], "The file is empty."
+    _, header, problem = first
+    if header is None:
+        return [], [], f"The header line cannot be read: {problem}."
+    header = [name.strip() for name in header]
+    if not any(header):
+        return [], [], "The first line must name the columns."
+    if len(set(header)) != len(header):
+        return header, [], "Column names must be unique."
+    sample = [
+        fields
+        for _, fields, _ in (next(rows, (0, None, "")) for _ in range(PREVIEW_ROWS))
+        if fields
+    ]
+    return header, sample, ""
+
+
+def typed(value: str) -> object:
+    """CSV text as a number or boolean where it clearly is one; otherwise the text itself."""
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if value.strip() != value or lowered in ("nan", "inf", "-inf", "infinity"):
+        return value
+    return (
+        int(number) if number.is_integer() and "." not in value and "e" not in lowered else number
+    )
+
+
+def row_item(job: Import, header: list[str], fields: list[str], at: float) -> dict | str:
+    """The identify item for one row, or the reason it cannot be imported."""
+    if len(fields) != len(header):
+        return f"has {len(fields)} fields where the header has {len(header)}"
+    row = dict(zip(header, fields, strict=True))
+    identifier = row.get(job.identifier_column, "").strip()
+    if not identifier:
+        return f"the identifier column “{job.identifier_column}” is empty"
+    if len(identifier.encode()) > MAX_ID_BYTES:
+        return f"the identifier is longer than {MAX_ID_BYTES} bytes"
+    if job.identifier_kind == Import.IdentifierKind.EMAIL:
+        if "@" not in identifier:
+            return f"“{identifier[:60]}” is not an email address"
+        person = {"email": identifier.lower()}
+    else:
+        person = {"id": identifier}
+    attributes = {}
+    for column, name in job.mapping.items():
+        value = row.get(column, "")
+        if value == "":
+            continue
+        if len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
+            return f"the value of “{column}” is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
+        attributes[name] = value.strip().lower() if name == "email" else typed(value)
+    if isinstance(attributes.get("email"), str) and "@" not in attributes["email"]:
+        return f"“{attributes['email'][:60]}” in the email column is not an email address"
+    return {"op": "identify", "person": person, "attributes": attributes, "update_only": False,
+            "at": at, "anonymous_id": None}  # fmt: skip
+
+
+def run_import(job: Import) -> None:
+    """Import every row; the connection is on the job's account schema."""
+    path = stored_path(job)
+    job.state, job.started_at = Import.State.RUNNING, timezone.now()
+    job.rows_total = max(0, _count_records(path) - 1)
+    job.save(update_fields=["state", "started_at", "rows_total"])
+    rows = read_rows(path)
+    _, header, _ = next(rows)
+    header = [name.strip() for name in header]
+    at = time.time()
+    chunk: list[tuple[int, dict]] = []
+    for line, fields, problem in rows:
+        if fields is None:
+            _reject(job, [(line, problem)])
+        elif not any(field.strip() for field in fields):
+            job.rows_total -= 1  # blank lines are not rows
+        else:
+            item = row_item(job, header, fields, at)
+            if isinstance(item, str):
+                _reject(job, [(line, item)])
+            else:
+                chunk.append((line, item))
+        if len(chunk) >= CHUNK_ROWS:
+            _apply(job, chunk)
+            chunk = []
+    _apply(job, chunk)
+    job.state, job.finished_at = Import.State.DONE, timezone.now()
+    job.save(update_fields=["state", "finished_at", "rows_total"])
+
+
+def _apply(job: Import, chunk: list[tuple[int, dict]]) -> None:
+    if chunk:
+        outcome = apply_items([item for _, item in chunk])
+        failed = {index for index, _ in outcome.failures}
+        _reject(job, [(chunk[index][0], reason) for index, reason in outcome.failures], count=False)
+        suppressed = outcome.suppressed
+        job.rows_imported += len(chunk) - len(failed) - suppressed
+        job.rows_rejected += len(failed)
+        if suppressed:
+            # Apply skips suppressed people without naming them; find their lines here.
+            _reject(job, _suppressed_lines(chunk, failed), count=True)
+    job.rows_done = job.rows_imported + job.rows_rejected
+    job.save(update_fields=["rows_imported", "rows_rejected", "rows_done"])
+
+
+def _suppressed_lines(chunk: list[tuple[int, dict]], failed: set[int]) -> list[tuple[int, str]]:
+    from segments.models import Suppression
+
+    keys = {(kind, value) for kind, value in Suppression.objects.values_list("kind", "value")}
+    lines = []
+    for index, (line, item) in enumerate(chunk):
+        person = item["person"]
+        email = item["attributes"].get("email")
+        if index not in failed and (
+            {("id", person.get("id")), ("email", person.get("email")), ("email", email)} & keys
+        ):
+            lines.append((line, "this person is suppressed"))
+    return lines
+
+
+def _reject(job: Import, problems: list[tuple[int, str]], count: bool = True) -> None:
+    if not problems:
+        return
+    ImportRejection.objects.bulk_create(
+        [ImportRejection(job=job, line=line, reason=reason) for line, reason in problems]
+    )
+    if count:
+        job.rows_rejected += len(problems)
+        job.rows_done = job.rows_imported + job.rows_rejected
+
+
+def _count_records(path: Path) -> int:
+    return sum(1 for _ in read_rows(path))
+
+
+def fail(job: Import, error: str) -> None:
+    job.state, job.error, job.finished_at = Import.State.FAILED, error, timezone.now()
+    job.save(update_fields=["state", "error", "finished_at"])
+
+
+def open_text(data: bytes) -> io.StringIO:
+    return io.StringIO(data.decode("utf-8-sig", errors="replace"))

@@ -1,0 +1,54 @@
+from django import forms
+
+from segments.attributes import parse
+
+ATTRIBUTE_TYPES = [
+    ("string", "String"),
+    ("number", "Number"),
+    ("boolean", "Boolean"),
+    ("date", "Date"),
+]
+SORTS = [("newest", "Newest first"), ("oldest", "Oldest first")]
+SUBSCRIPTION = [("", "Anyone"), ("subscribed", "Subscribed"), ("unsubscribed", "Unsubscribed")]
+
+
+class PeopleFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search", max_length=254,
+                        help_text="An email or a customer id, or how either begins.")  # fmt: skip
+    attribute = forms.CharField(required=False, max_length=150, label="Attribute")
+    value = forms.CharField(required=False, max_length=1000, label="equals")
+    subscription = forms.ChoiceField(required=False, choices=SUBSCRIPTION)
+    sort = forms.ChoiceField(required=False, choices=SORTS)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("value") and not data.get("attribute"):
+            self.add_error("attribute", "Name the attribute to match the value against.")
+        return data
+
+
+class AttributeForm(forms.Form):
+    name = forms.CharField(max_length=150)
+    type = forms.ChoiceField(choices=ATTRIBUTE_TYPES)
+    value = forms.CharField(max_length=1000, required=False)
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name or name.startswith("_"):
+            raise forms.ValidationError("Attribute names cannot be empty or start with _.")
+        if name in ("email",):
+            raise forms.ValidationError("Change the email through ingestion or a CSV import.")
+        return name
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if "type" in data:
+            try:
+                data["parsed"] = parse(data["type"], data.get("value", ""))
+            except ValueError as error:
+                self.add_error("value", str(error))
+        return data
+
+
+class TimelineFilterForm(forms.Form):
+    name = forms.CharField(required=False, max_length=255, label="Event name")

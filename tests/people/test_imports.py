@@ -1,0 +1,139 @@
+"""CSV imports: upload, preview, map, run in the background, report every rejected row."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ingest.imports_worker import claim_task, run_task
+from ingest.models import ImportTask
+from segments.models import Import, Person
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+GOOD = b"email,first name,plan,seats\nann@example.com,Ann,pro,5\nBOB@example.com,Bob,free,1\n"
+
+
+@pytest.fixture
+def imports_dir(tmp_path, settings):
+    settings.IMPORTS_DIR = tmp_path / "imports"
+    return settings.IMPORTS_DIR
+
+
+def upload(client, content: bytes, name: str = "people.csv"):
+    return client.post("/imports/", {"file": SimpleUploadedFile(name, content, "text/csv")})
+
+
+def start(client, job, identifier="email", kind="email", **mapping):
+    data = {"identifier_column": identifier, "identifier_kind": kind}
+    for index, column in enumerate(job.columns):
+        data[f"map_{index}"] = mapping.get(column, column)
+    return client.post(f"/imports/{job.pk}/start/", data)
+
+
+def run_worker():
+    while task := claim_task():
+        run_task(task)
+
+
+def the_job(account) -> Import:
+    with account:
+        return Import.objects.get()
+
+
+def test_upload_previews_the_first_rows_and_offers_a_mapping(cast, imports_dir):
+    client = client_for(cast.acme, cast.mia)
+    response = upload(client, GOOD)
+    job = the_job(cast.acme)
+    assert response["Location"] == f"/imports/{job.pk}/"
+    page = client.get(f"/imports/{job.pk}/")
+    assert page.context["sample"][0] == ["ann@example.com", "Ann", "pro", "5"]
+    assert b"becomes attribute" in page.content
+    assert (imports_dir / cast.acme.schema_name / job.stored_as).exists()
+
+
+def test_an_import_runs_in_the_background_and_reports(cast, imports_dir):
+    client = client_for(cast.acme, cast.mia)
+    upload(client, GOOD)
+    job = the_job(cast.acme)
+    start(client, job, **{"first name": "first_name"})
+    assert ImportTask.objects.get().account_id == cast.acme.pk
+    run_worker()
+    job = the_job(cast.acme)
+    assert (job.state, job.rows_total, job.rows_imported, job.rows_rejected) == ("done", 2, 2, 0)
+    with cast.acme:
+        bob = Person.objects.get(email="bob@example.com")
+    assert bob.attributes == {
+        "email": "bob@example.com",
+        "first_name": "Bob",
+        "plan": "free",
+        "seats": 1,
+    }
+    assert b"2 imported, 0 rejected" in client.get(f"/imports/{job.pk}/").content
+
+
+def test_every_bad_row_is_reported_with_its_line_and_the_rest_imported(cast, imports_dir):
+    content = (
+        b"id,email,plan\n"
+        b"1,ann@example.com,pro\n"
+        b",nobody@example.com,free\n"  # line 3: no identifier
+        b"3,not-an-email,free\n"  # line 4: bad email
+        b"4,dan@example.com\n"  # line 5: a field short
+        b"5,\xff\xfe@example.com,pro\n"  # line 6: not UTF-8
+        b"6,eve@example.com," + b"x" * 1001 + b"\n"  # line 7: value too long
+        b"\n"
+        b"7,fay@example.com,basic\n"
+    )
+    client = client_for(cast.acme, cast.alice)
+    upload(client, content)
+    start(client, the_job(cast.acme), identifier="id", kind="id")
+    run_worker()
+    job = the_job(cast.acme)
+    assert (job.rows_imported, job.rows_rejected, job.rows_total) == (2, 5, 7)
+    with cast.acme:
+        reasons = dict(job.rejections.values_list("line", "reason"))
+        assert set(Person.objects.values_list("customer_id", flat=True)) == {"1", "7"}
+    assert sorted(reasons) == [3, 4, 5, 6, 7]
+    assert "is empty" in reasons[3]
+    assert "not an email address" in reasons[4]
+    assert "fields where the header has" in reasons[5]
+    assert "not valid UTF-8" in reasons[6]
+    assert "longer than 1000 bytes" in reasons[7]
+    report = client.get(f"/imports/{job.pk}/")
+    assert b"not valid UTF-8" in report.content
+
+
+def test_a_file_without_a_usable_header_fails_clearly(cast, imports_dir):
+    client = client_for(cast.acme, cast.alice)
+    upload(client, b"a,a\n1,2\n")
+    job = the_job(cast.acme)
+    assert job.state == "failed" and job.error == "Column names must be unique."
+    response = upload(client, b"")
+    assert b"The submitted file is empty." in response.content
+    with cast.acme:
+        assert Import.objects.count() == 1
+
+
+def test_viewers_cannot_import(cast, imports_dir):
+    client = client_for(cast.acme, cast.vic)
+    assert upload(client, GOOD).status_code == 403
+    with cast.acme:
+        assert not Import.objects.exists()
+
+
+def test_another_account_cannot_see_or_start_this_accounts_import(cast, imports_dir):
+    upload(client_for(cast.acme, cast.alice), GOOD)
+    job = the_job(cast.acme)
+    other = client_for(cast.globex, cast.charlie)
+    assert other.get(f"/imports/{job.pk}/").status_code == 404
+    assert start(other, job).status_code == 404
+    assert not ImportTask.objects.exists()
+
+
+def test_progress_is_served_as_a_fragment_for_htmx(cast, imports_dir):
+    client = client_for(cast.acme, cast.alice)
+    upload(client, GOOD)
+    job = the_job(cast.acme)
+    start(client, job)
+    response = client.get(f"/imports/{job.pk}/?part=progress", HTTP_HX_REQUEST="true")
+    assert response.content.decode().lstrip().startswith('<section id="import-progress"')
+    assert b'hx-trigger="every 1s"' in response.content

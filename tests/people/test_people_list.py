@@ -1,0 +1,115 @@
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import client_for
+from tests.people.conftest import NOW, make_person
+
+pytestmark = pytest.mark.django_db
+
+
+def test_every_role_sees_the_people_list(cast, ann):
+    for user in (cast.alice, cast.mia, cast.vic):
+        response = client_for(cast.acme, user).get("/people/")
+        assert response.status_code == 200
+        assert b"ann@example.com" in response.content
+
+
+def test_the_list_shows_only_this_accounts_people(cast, ann, globex_person):
+    response = client_for(cast.acme, cast.alice).get("/people/")
+    assert b"gina@globex.example" not in response.content
+    assert response.context["matches"] == 1
+
+
+def test_anonymous_visitors_are_sent_to_log_in(cast):
+    assert client_for(cast.acme).get("/people/").status_code == 302
+
+
+def test_search_by_email_prefix_and_customer_id(cast, ann):
+    make_person(cast.acme, "bob-2", "bob@example.com")
+    client = client_for(cast.acme, cast.alice)
+    assert [p.customer_id for p in client.get("/people/?q=ANN@").context["page"].rows] == ["ann-1"]
+    assert [p.customer_id for p in client.get("/people/?q=bob-").context["page"].rows] == ["bob-2"]
+    assert client.get("/people/?q=nobody").context["matches"] == 0
+
+
+def test_search_by_attribute_value_of_any_type(cast, ann):
+    make_person(cast.acme, "cat-3", "cat@example.com", plan="free", seats="5")
+    client = client_for(cast.acme, cast.alice)
+    rows = client.get("/people/?attribute=plan&value=pro").context["page"].rows
+    assert [p.customer_id for p in rows] == ["ann-1"]
+    seats = {
+        p.customer_id for p in client.get("/people/?attribute=seats&value=5").context["page"].rows
+    }
+    assert seats == {"ann-1", "cat-3"}
+    vip = [
+        p.customer_id for p in client.get("/people/?attribute=vip&value=true").context["page"].rows
+    ]
+    assert vip == ["ann-1"]
+
+
+def test_a_value_without_an_attribute_is_a_clear_error(cast, ann):
+    response = client_for(cast.acme, cast.alice).get("/people/?value=pro")
+    assert b"Name the attribute to match the value against." in response.content
+
+
+def test_filter_by_subscription_state(cast, ann):
+    unsubscribed = make_person(cast.acme, "u-1", "u@example.com")
+    with cast.acme:
+        unsubscribed.unsubscribed = True
+        unsubscribed.save(update_fields=["unsubscribed"])
+    client = client_for(cast.acme, cast.alice)
+    rows = client.get("/people/?subscription=unsubscribed").context["page"].rows
+    assert [p.customer_id for p in rows] == ["u-1"]
+
+
+def test_keyset_pages_cover_everyone_once_in_order(cast):
+    for n in range(120):
+        make_person(cast.acme, f"p{n:03}", created=NOW - timedelta(minutes=n))
+    client = client_for(cast.acme, cast.alice)
+    seen, url = [], "/people/"
+    while url:
+        page = client.get(url).context["page"]
+        seen += [p.customer_id for p in page.rows]
+        url = f"/people/?after={page.next_cursor}" if page.next_cursor else None
+    assert seen == [f"p{n:03}" for n in range(120)]
+    oldest = client.get("/people/?sort=oldest").context["page"].rows[0]
+    assert oldest.customer_id == "p119"
+
+
+def test_a_tampered_cursor_starts_from_the_beginning(cast, ann):
+    response = client_for(cast.acme, cast.alice).get("/people/?after=forged")
+    assert response.status_code == 200
+    assert [p.customer_id for p in response.context["page"].rows] == ["ann-1"]
+
+
+def test_htmx_requests_get_only_the_results(cast, ann):
+    response = client_for(cast.acme, cast.alice).get("/people/?q=ann", HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="people-results"')
+    assert "<html" not in body
+
+
+def test_export_streams_a_csv_of_the_filtered_people(cast, ann, globex_person):
+    make_person(cast.acme, "bob-2", "bob@example.com", plan="free")
+    response = client_for(cast.acme, cast.vic).get("/people/export.csv?attribute=plan&value=pro")
+    assert response.streaming
+    body = b"".join(response.streaming_content).decode()
+    lines = body.strip().splitlines()
+    assert lines[0].startswith("id,customer_id,email,unsubscribed,created_at,plan,seats,vip,other")
+    assert len(lines) == 2 and "ann@example.com" in lines[1]
+    assert "gina" not in body
+
+
+def test_the_overview_counts_people_and_charts_events_per_day(cast, ann):
+    from django.utils import timezone
+
+    from segments.models import EventDay
+
+    with cast.acme:
+        EventDay.objects.create(day=timezone.now().date(), count=42)
+    response = client_for(cast.acme, cast.vic).get("/")
+    assert response.context["people_count"] == 1
+    assert response.context["events_today"] == 42
+    assert b"42 events" in response.content
+    assert b"<svg" in response.content
