@@ -27,7 +27,7 @@ from accounts.forms import (
     InviteForm,
     RoleForm,
 )
-from accounts.models import ApiKey, Invitation, IssuedSecrets, User, control_plane
+from accounts.models import ApiKey, AuditEntry, Invitation, IssuedSecrets, User, control_plane
 from accounts.tokens import password_reset_tokens
 
 login_view = auth_views.LoginView.as_view(
@@ -103,6 +103,7 @@ def invite(request: HttpRequest) -> HttpResponse:
     invitation = actions.invite_teammate(
         account=request.account, inviter=request.user, **form.cleaned_data
     )
+    AuditEntry.record(request.user, "team.invited", invitation.email, role=invitation.role)
     messages.success(request, f"Invitation sent to {invitation.email}.")
     return _team_response(request)
 
@@ -114,6 +115,7 @@ def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
     form = RoleForm(request.POST, manager=request.user)
     if form.is_valid():
         actions.change_role(teammate, form.cleaned_data["role"])
+        AuditEntry.record(request.user, "team.role_changed", teammate.email, role=teammate.role)
         messages.success(request, f"{teammate} is now {teammate.get_role_display().lower()}.")
     else:
         messages.error(request, "You cannot give that role.")
@@ -125,6 +127,7 @@ def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
 def remove_teammate(request: HttpRequest, user_id: int) -> HttpResponse:
     teammate = get_teammate_to_manage(request, user_id)
     actions.remove_teammate(teammate)
+    AuditEntry.record(request.user, "team.removed", teammate.email)
     messages.success(request, f"{teammate} no longer has access.")
     return _team_response(request)
 
@@ -134,6 +137,7 @@ def remove_teammate(request: HttpRequest, user_id: int) -> HttpResponse:
 def revoke_invitation(request: HttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_invitation_to_manage(request, invitation_id)
     invitation.revoke()
+    AuditEntry.record(request.user, "team.invitation_revoked", invitation.email)
     messages.success(request, f"Invitation for {invitation.email} revoked.")
     return _team_response(request)
 
@@ -188,6 +192,7 @@ def create_api_key(request: HttpRequest) -> HttpResponse:
         return _api_keys_page(request, form)
     with control_plane():
         key, issued = ApiKey.issue(request.account, form.cleaned_data["name"], request.user.email)
+    AuditEntry.record(request.user, "api_key.created", key.name, site_id=key.site_id)
     # The secrets are shown on this response only; nothing keeps them.
     return _api_keys_page(request, issued=issued, issued_for=key)
 
@@ -198,6 +203,7 @@ def rotate_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
     key = get_api_key_to_manage(request, key_id)
     with control_plane():
         issued = key.rotate()
+    AuditEntry.record(request.user, "api_key.rotated", key.name, site_id=key.site_id)
     return _api_keys_page(request, issued=issued, issued_for=key)
 
 
@@ -207,5 +213,6 @@ def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
     key = get_api_key_to_manage(request, key_id)
     with control_plane():
         key.revoke()
+    AuditEntry.record(request.user, "api_key.revoked", key.name, site_id=key.site_id)
     messages.success(request, f"“{key.name}” is revoked; requests with it are refused.")
     return redirect("api_keys")

@@ -144,3 +144,17 @@ def test_a_deleted_profile_is_gone(cast, ann):
     make_person(cast.acme, "other")
     client_for(cast.acme, cast.alice).post(f"/people/{ann.pk}/delete/", {"suppress": "0"})
     assert client_for(cast.acme, cast.alice).get(f"/people/{ann.pk}/").status_code == 404
+
+
+def test_team_and_key_changes_are_audited_too(cast):
+    client = client_for(cast.acme, cast.alice)
+    client.post("/team/invite/", {"email": "new@example.com", "role": "viewer"})
+    client.post(f"/team/{cast.mia.pk}/role/", {"role": "admin"})
+    client.post("/settings/api-keys/new/", {"name": "Backend"})
+    with cast.acme:
+        actions = list(AuditEntry.objects.order_by("id").values_list("action", "target"))
+    assert actions == [
+        ("team.invited", "new@example.com"),
+        ("team.role_changed", "mia@acme.example"),
+        ("api_key.created", "Backend"),
+    ]
