@@ -1,0 +1,260 @@
+"""A rule tree compiled to one parameterised SQL query over the account's tables.
+
+The query selects `p.id` from the people table. Every event, email and segment condition is a
+LEFT JOIN of one aggregated subquery (a count per person), so the WHERE clause is a plain
+boolean expression over the person's row and those counts: groups and NOT need no subquery
+tricks, and every leaf is wrapped so that it is true or false, never NULL, which is what makes
+NOT mean what the evaluator means by `not`.
+
+Nothing from a rule is ever spliced into the SQL text: attribute and property names, values,
+event names and segment ids all travel as parameters (`p.attributes -> %s`). The only names
+in the text are our own tables, columns and aliases.
+
+`people` restricts the query (and every subquery, so that indexes on person_id answer) to some
+people: the ingestion drain asks only about the people its batch touched.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from segments.rules import (
+    NUMBER_PATTERN,
+    TIME_PATTERN,
+    AttributeCondition,
+    Comparison,
+    EmailCondition,
+    EventCondition,
+    Group,
+    Node,
+    Occurrence,
+    SegmentCondition,
+    SubscriptionCondition,
+    Window,
+    epoch_seconds,
+    parse_time,
+)
+
+PERSON = "segments_person"
+EVENT = "segments_event"
+SUMMARY = "segments_activitysummary"
+MEMBERSHIP = "segments_membership"
+# Email activity reads deliveries, recorded once messaging exists: one row per message sent to
+# a person, with the time of each activity (null until it happens).
+DELIVERY = "segments_delivery"
+DELIVERY_COLUMNS = {
+    "sent": "sent_at",
+    "delivered": "delivered_at",
+    "opened": "opened_at",
+    "clicked": "clicked_at",
+    "bounced": "bounced_at",
+}
+
+
+@dataclass
+class Query:
+    sql: str
+    params: list[Any]
+
+
+@dataclass
+class Compiler:
+    now: datetime
+    people: list[int] | None = None
+    joins: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)  # of the joins, in order
+
+    def compile(self, node: Node) -> Query:
+        where, where_params = self.node(node)
+        scope = ""
+        scope_params: list[Any] = []
+        if self.people is not None:
+            scope, scope_params = "p.id = ANY(%s) AND ", [self.people]
+        sql = f"SELECT p.id FROM {PERSON} AS p {' '.join(self.joins)} WHERE {scope}{where}"
+        return Query(sql, [*self.params, *scope_params, *where_params])
+
+    def node(self, node: Node) -> tuple[str, list[Any]]:
+        if isinstance(node, Group):
+            parts = [self.node(child) for child in node.children]
+            joiner = " AND " if node.op == "and" else " OR "
+            sql = "(" + joiner.join(part for part, _ in parts) + ")"
+            params = [param for _, part_params in parts for param in part_params]
+            return (f"NOT {sql}" if node.op == "not" else sql), params
+        if isinstance(node, AttributeCondition):
+            return comparison("p.attributes", node.comparison, self.now)
+        if isinstance(node, SubscriptionCondition):
+            return "(p.unsubscribed = %s)", [not node.subscribed]
+        if isinstance(node, SegmentCondition):
+            alias = self.join(
+                f"SELECT m.person_id FROM {MEMBERSHIP} AS m WHERE m.segment_id = %s",
+                [node.segment], "m.person_id",
+            )  # fmt: skip
+            return f"({alias}.person_id IS {'NOT ' if node.member else ''}NULL)", []
+        if isinstance(node, EventCondition):
+            return self.event(node)
+        return self.email(node)
+
+    def join(self, subquery: str, params: list[Any], person_column: str) -> str:
+        """LEFT JOIN a subquery with at most one row per person; returns its alias."""
+        alias = f"j{len(self.joins)}"
+        if self.people is not None:
+            subquery = subquery.replace(" WHERE ", f" WHERE {person_column} = ANY(%s) AND ", 1)
+            params = [self.people, *params]
+        self.joins.append(f"LEFT JOIN ({subquery}) AS {alias} ON {alias}.person_id = p.id")
+        self.params.extend(params)
+        return alias
+
+    def event(self, node: EventCondition) -> tuple[str, list[Any]]:
+        if node.window is None and not node.filters:
+            # Counts over all time are kept per person and name by the drain.
+            alias = self.join(
+                f"SELECT s.person_id, s.count AS n FROM {SUMMARY} AS s WHERE s.name = %s",
+                [node.name], "s.person_id",
+            )  # fmt: skip
+            return occurrence(alias, node.occurrence)
+        conditions = ["e.person_id IS NOT NULL", "e.name = %s"]
+        params: list[Any] = [node.name]
+        window_sql, window_params = window("e.timestamp", node.window, self.now)
+        conditions += window_sql
+        params += window_params
+        for item in node.filters:
+            sql, filter_params = comparison("e.data", item, self.now)
+            conditions.append(sql)
+            params += filter_params
+        alias = self.join(
+            f"SELECT e.person_id, count(*) AS n FROM {EVENT} AS e "
+            f"WHERE {' AND '.join(conditions)} GROUP BY e.person_id",
+            params, "e.person_id",
+        )  # fmt: skip
+        return occurrence(alias, node.occurrence)
+
+    def email(self, node: EmailCondition) -> tuple[str, list[Any]]:
+        column = f"d.{DELIVERY_COLUMNS[node.activity]}"
+        window_sql, params = window(column, node.window, self.now)
+        conditions = ["d.person_id IS NOT NULL", f"{column} IS NOT NULL", *window_sql]
+        alias = self.join(
+            f"SELECT d.person_id, count(*) AS n FROM {DELIVERY} AS d "
+            f"WHERE {' AND '.join(conditions)} GROUP BY d.person_id",
+            params, "d.person_id",
+        )  # fmt: skip
+        return occurrence(alias, node.occurrence)
+
+
+def compile_rule(node: Node, now: datetime, people: list[int] | None = None) -> Query:
+    """SELECT p.id of everyone (or of `people`) the rule matches at `now`."""
+    return Compiler(now, people).compile(node)
+
+
+def count_query(node: Node, now: datetime) -> Query:
+    query = compile_rule(node, now)
+    return Query(f"SELECT count(*) FROM ({query.sql}) AS matching", query.params)
+
+
+def occurrence(alias: str, occurrence: Occurrence) -> tuple[str, list[Any]]:
+    n = f"COALESCE({alias}.n, 0)"
+    match occurrence.operator:
+        case "performed":
+            return f"({n} >= 1)", []
+        case "not_performed":
+            return f"({n} = 0)", []
+        case "at_least":
+            return f"({n} >= %s)", [occurrence.count]
+        case "at_most":
+            return f"({n} <= %s)", [occurrence.count]
+        case _:
+            return f"({n} = %s)", [occurrence.count]
+
+
+def window(column: str, window: Window | None, now: datetime) -> tuple[list[str], list[Any]]:
+    if window is None:
+        return [], []
+    start, end = window.bounds(now)
+    if end is None:  # "within the last N days": up to now, not beyond
+        return [f"{column} >= %s", f"{column} <= %s"], [start, now]
+    return [f"{column} >= %s", f"{column} < %s"], [start, end]
+
+
+# --- Attribute and property comparisons -----------------------------------------------------
+
+
+def number(value: Any) -> Decimal:
+    """A rule's number as an exact decimal (floats by their shortest spelling)."""
+    return value if isinstance(value, Decimal) else Decimal(repr(value))
+
+
+def text(value: Any) -> str:
+    """A rule's string or boolean as the text it compares with."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def comparison(column: str, c: Comparison, now: datetime) -> tuple[str, list[Any]]:
+    """A true-or-false SQL expression comparing `column -> name` (a jsonb value)."""
+    name = c.name
+    value_ = f"{column} -> %s"
+    raw = f"{column} ->> %s"
+    # The text of a scalar; NULL for a missing key, null, an object or an array.
+    text_sql = (
+        f"(CASE WHEN jsonb_typeof({value_}) IN ('string', 'number', 'boolean') THEN {raw} END)"
+    )
+    text_params = [name, name]
+    # The number of a JSON number or of a string spelling one.
+    number_sql = (
+        f"(CASE jsonb_typeof({value_}) WHEN 'number' THEN ({raw})::numeric "
+        f"WHEN 'string' THEN CASE WHEN {raw} ~ %s THEN ({raw})::numeric END END)"
+    )
+    number_params = [name, name, name, NUMBER_PATTERN, name]
+    # The time of a value, in unix seconds: its number, or an ISO-8601 string's moment.
+    time_sql = (
+        f"(CASE jsonb_typeof({value_}) WHEN 'number' THEN ({raw})::numeric "
+        f"WHEN 'string' THEN CASE WHEN {raw} ~ %s THEN ({raw})::numeric "
+        f"WHEN {raw} ~ %s AND pg_input_is_valid({raw}, 'timestamptz') "
+        f"THEN extract(epoch FROM ({raw})::timestamptz) END END)"
+    )
+    time_params = [name, name, name, NUMBER_PATTERN, name, name, TIME_PATTERN, name, name]
+
+    def equals(value: Any) -> tuple[str, list[Any]]:
+        if isinstance(value, str | bool):
+            return f"{text_sql} = %s", [*text_params, text(value)]
+        return f"{number_sql} = %s", [*number_params, number(value)]
+
+    match c.operator:
+        case "exists":
+            return f"({column} ? %s)", [name]
+        case "not_exists":
+            return f"(NOT ({column} ? %s))", [name]
+        case "equals":
+            sql, params = equals(c.value)
+        case "not_equals":
+            sql, params = equals(c.value)
+            return f"(NOT COALESCE({sql}, false))", params
+        case "in":
+            texts = [text(v) for v in c.value if isinstance(v, str | bool)]
+            numbers = [number(v) for v in c.value if not isinstance(v, str | bool)]
+            sql = f"({text_sql} = ANY(%s::text[]) OR {number_sql} = ANY(%s::numeric[]))"
+            params = [*text_params, texts, *number_params, numbers]
+        case "contains":
+            sql, params = f"strpos({text_sql}, %s) > 0", [*text_params, c.value]
+        case "starts_with":
+            sql, params = f"starts_with({text_sql}, %s)", [*text_params, c.value]
+        case "greater_than":
+            sql, params = f"{number_sql} > %s", [*number_params, number(c.value)]
+        case "less_than":
+            sql, params = f"{number_sql} < %s", [*number_params, number(c.value)]
+        case "between":
+            low, high = (number(v) for v in c.value)
+            sql, params = f"{number_sql} BETWEEN %s AND %s", [*number_params, low, high]
+        case "before" | "after":
+            moment = epoch_seconds(parse_time(c.value))
+            sign = "<" if c.operator == "before" else ">"
+            sql, params = f"{time_sql} {sign} %s", [*time_params, moment]
+        case "within_last_days":
+            since = epoch_seconds(now - timedelta(days=c.value))
+            sql = f"{time_sql} BETWEEN %s AND %s"
+            params = [*time_params, since, epoch_seconds(now)]
+        case _:  # more_than_days_ago
+            before = epoch_seconds(now - timedelta(days=c.value))
+            sql, params = f"{time_sql} < %s", [*time_params, before]
+    return f"COALESCE({sql}, false)", params
