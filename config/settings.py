@@ -141,6 +141,8 @@ TENANT_APPS = [
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
+# Issue `SET search_path` only when the schema changes, not before every query.
+TENANT_LIMIT_SET_CALLS = True
 TENANT_MODEL = "accounts.Account"
 TENANT_DOMAIN_MODEL = "accounts.Domain"
 PUBLIC_SCHEMA_URLCONF = "config.urls_public"
