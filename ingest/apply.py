@@ -15,6 +15,10 @@ from datetime import UTC, datetime
 import orjson
 from django.db import connection, transaction
 
+from segments.membership import Cause, change_members
+from segments.membership import update_people as update_segment_memberships
+from segments.models import Segment
+
 PERSON = "segments_person"
 EVENT = "segments_event"
 SUMMARY = "segments_activitysummary"
@@ -55,6 +59,7 @@ class Batch:
         self.suppressed: set[tuple[str, str]] = set()
         self.events: list[tuple] = []
         self.merges: list[tuple[PersonState, str]] = []
+        self.segment_items: list[tuple[int, dict]] = []  # (item index, manual segment change)
 
     def load(self, items: list[dict]) -> None:
         ids, emails, anonymous = set(), set(), set()
@@ -203,6 +208,8 @@ def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:
                 batch.forget(state)
                 batch.events = [e for e in batch.events if e[0] is not state]
                 batch.merges = [m for m in batch.merges if m[0] is not state]
+        elif op in ("segment_add", "segment_remove"):
+            batch.segment_items.append((index, item))
         elif op == "alias":
             state = batch.find_or_create(item["person"])
             batch.merges.append((state, item["previous_id"]))
@@ -239,7 +246,31 @@ def apply_items(items: list[dict]) -> Outcome:
             write_people(cursor, batch, received_at)
             write_events(cursor, batch, received_at)
             merge_anonymous(cursor, batch)
+            write_segment_changes(cursor, batch, outcome)
+        update_segment_memberships(touched_people(batch))
     return outcome
+
+
+def touched_people(batch: Batch) -> set[int]:
+    """Ids of the people this batch created, changed or gave events to (deleted ones left)."""
+    states = [*batch.by_id.values(), *batch.by_email.values(), *batch.by_anonymous.values()]
+    states += [state for state, *_ in batch.events if state is not None]
+    return {s.id for s in states if s.id is not None and s.id not in batch.deleted}
+
+
+def write_segment_changes(cursor, batch: Batch, outcome: Outcome) -> None:
+    """Track API add_customers / remove_customers: existing people only, manual segments only."""
+    for index, item in batch.segment_items:
+        segment = Segment.objects.filter(pk=item["segment"]).first()
+        if segment is None or not segment.is_manual:
+            reason = "does not exist" if segment is None else "is data-driven, not manual"
+            outcome.failures.append((index, f"segment {item['segment']} {reason}"))
+            outcome.applied -= 1
+            continue
+        column = "lower(email)" if item["id_type"] == "email" else "customer_id"
+        cursor.execute(f"SELECT id FROM {PERSON} WHERE {column} = ANY(%s)", [item["ids"]])
+        people = [row[0] for row in cursor.fetchall()]
+        change_members(segment, people, Cause.API, add=item["op"] == "segment_add")
 
 
 def write_people(cursor, batch: Batch, now: float) -> None:

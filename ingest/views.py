@@ -238,3 +238,22 @@ def browser(request: HttpRequest) -> HttpResponse:
     if items:
         spool(sender, items)
     return accepted()
+
+
+# --- Manual segments ----------------------------------------------------------------------
+
+
+@api_view("POST")
+def segment_add_customers(request: HttpRequest, segment_id: str) -> HttpResponse:
+    sender = track_sender(request)
+    body = read_json(request, wire.MAX_V1_BODY_BYTES)
+    spool(sender, [wire.cio_segment_members(segment_id, body, request.GET.get("id_type"), True)])
+    return accepted()
+
+
+@api_view("POST")
+def segment_remove_customers(request: HttpRequest, segment_id: str) -> HttpResponse:
+    sender = track_sender(request)
+    body = read_json(request, wire.MAX_V1_BODY_BYTES)
+    spool(sender, [wire.cio_segment_members(segment_id, body, request.GET.get("id_type"), False)])
+    return accepted()

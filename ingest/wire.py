@@ -10,6 +10,8 @@ dicts (they are stored as JSON):
     {"op": "event", "person": {...} | None, "anonymous_id": str | None, "kind": "event|page|screen",
      "name": str, "data": {...}, "timestamp": unix seconds, "dedupe": str, "at": ...}
     {"op": "alias", "person": {"id": ...}, "previous_id": str, "at": ...}
+    {"op": "segment_add" | "segment_remove", "segment": int, "id_type": "id|email",
+     "ids": [str, ...], "at": ...}
 
 `at` orders changes to the same attribute; `dedupe` makes applying an event twice harmless.
 """
@@ -347,3 +349,30 @@ def segment_batch(body: Any) -> tuple[list[dict], list[dict]]:
         except WireError as error:
             rejected.append({"index": index, **error.as_dict()})
     return items, rejected
+
+
+# --- Manual segments (Customer.io Track API v1) -------------------------------------------
+
+MAX_SEGMENT_IDS = 1000
+SEGMENT_ID_TYPES = ("id", "email")
+
+
+def cio_segment_members(segment_id: str, body: Any, id_type: str | None, add: bool) -> dict:
+    """add_customers / remove_customers: whether the segment is manual is known only to the
+    account's database, so the drain checks that (a data-driven one makes a dead letter)."""
+    if not segment_id.isdigit() or len(segment_id) > 18:
+        raise WireError("segment_id", "must be a segment's number")
+    id_type = id_type or "id"
+    if id_type not in SEGMENT_ID_TYPES:
+        raise WireError("id_type", "must be id or email")
+    body = require_object(body, "body")
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_SEGMENT_IDS:
+        raise WireError("ids", f"must be a list of 1 to {MAX_SEGMENT_IDS} identifiers")
+    values = [identifier(value, f"ids[{n}]") for n, value in enumerate(ids)]
+    if id_type == "email":
+        values = [value.lower() for value in values]
+    return {
+        "op": "segment_add" if add else "segment_remove", "segment": int(segment_id),
+        "id_type": id_type, "ids": values, "at": time.time(),
+    }  # fmt: skip

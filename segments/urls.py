@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from segments import import_views, views
 
@@ -18,4 +18,5 @@ urlpatterns = [
     path("imports/", import_views.import_list, name="imports"),
     path("imports/<int:import_id>/", import_views.import_detail, name="import"),
     path("imports/<int:import_id>/start/", import_views.start_import, name="start_import"),
+    path("segments/", include("segments.segment_urls")),
 ]

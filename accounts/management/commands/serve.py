@@ -17,6 +17,7 @@ WORKER_COMMANDS: list[list[str]] = [
     *[["drain"]] * int(os.environ.get("INGEST_DRAIN_WORKERS", "2")),
     ["status_worker"],
     ["run_imports"],
+    ["sweep_segments", "--every", "60"],
 ]
 
 

@@ -1,0 +1,274 @@
+"""Materialised segment memberships, kept current set-wise.
+
+Three paths change who is in a rule-based segment, all through `apply_rule`, one statement per
+segment that inserts who entered, deletes who left and logs both:
+- saving a rule recomputes that segment for everyone (`recompute`), then the segments that
+  read it;
+- every drained ingestion batch asks each rule-based segment about the people the batch touched
+  (`update_people`, called by ingest/apply.py inside its transaction);
+- the periodic sweep recomputes the segments whose rules read the clock (`sweep`).
+
+Segments are visited in dependency order (a segment after the segments it reads), so a
+segment-of-segment rule sees memberships already brought up to date. Every writer takes the
+account's advisory lock that the drain takes, so two writers never race on the same rows.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import connection
+
+from segments.compiler import compile_rule
+from segments.models import MembershipChange, Segment
+from segments.rules import Context, Node, parse_rule
+
+MEMBERSHIP = "segments_membership"
+CHANGE = "segments_membershipchange"
+SIZE = "segments_segmentsize"
+SEGMENT = "segments_segment"
+Cause = MembershipChange.Cause
+
+
+@dataclass
+class Change:
+    entered: int = 0
+    exited: int = 0
+
+
+def lock_account() -> None:
+    """The drain's per-account writer lock, held until the transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+
+
+def stored_rule(segment: Segment, graph: dict[int, list[int]]) -> Node:
+    # Validated when saved; read again against today's segments (one may have been deleted).
+    return parse_rule(segment.rules, Context(segments=graph, own_id=segment.pk, deliveries=True))
+
+
+def dependency_order(segments: Iterable[Segment]) -> list[Segment]:
+    """Rule-based segments, each after every segment it reads (rules forbid cycles)."""
+    by_id = {segment.pk: segment for segment in segments}
+    ordered: list[Segment] = []
+    placed: set[int] = set()
+
+    def place(segment: Segment, path: frozenset[int]) -> None:
+        if segment.pk in placed or segment.pk in path:
+            return
+        for target in segment.depends_on:
+            if target in by_id:
+                place(by_id[target], path | {segment.pk})
+        placed.add(segment.pk)
+        ordered.append(segment)
+
+    for segment in by_id.values():
+        place(segment, frozenset())
+    return ordered
+
+
+def graph_of(segments: Iterable[Segment]) -> dict[int, list[int]]:
+    return {segment.pk: list(segment.depends_on) for segment in segments}
+
+
+def apply_rule(
+    segment: Segment, rule: Node, now: datetime, cause: str, people: list[int] | None = None
+) -> Change:
+    """Make the segment's members match the rule (for everyone, or for `people`)."""
+    query = compile_rule(rule, now, people)
+    scope, scope_params = "", []
+    if people is not None:
+        scope, scope_params = "AND m.person_id = ANY(%s)", [people]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH matching AS MATERIALIZED ({query.sql}),
+            entered AS (
+                INSERT INTO {MEMBERSHIP} (segment_id, person_id, entered_at)
+                SELECT %s, matching.id, %s FROM matching
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {MEMBERSHIP} AS m
+                    WHERE m.segment_id = %s AND m.person_id = matching.id
+                )
+                RETURNING person_id
+            ),
+            exited AS (
+                DELETE FROM {MEMBERSHIP} AS m WHERE m.segment_id = %s {scope}
+                AND NOT EXISTS (SELECT 1 FROM matching WHERE matching.id = m.person_id)
+                RETURNING person_id
+            ),
+            logged AS (
+                INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
+                SELECT %s, person_id, true, %s, %s FROM entered
+                UNION ALL
+                SELECT %s, person_id, false, %s, %s FROM exited
+            )
+            SELECT (SELECT count(*) FROM entered), (SELECT count(*) FROM exited)
+            """,
+            [
+                *query.params, segment.pk, now, segment.pk, segment.pk, *scope_params,
+                segment.pk, now, cause, segment.pk, now, cause,
+            ],
+        )  # fmt: skip
+        change = Change(*cursor.fetchone())
+    if change.entered or change.exited or people is None:
+        record_size(segment, now, change.entered - change.exited, full=people is None)
+    return change
+
+
+def record_size(segment: Segment, now: datetime, delta: int, full: bool = False) -> None:
+    """Keep the segment's size and today's point of the size-over-time chart."""
+    with connection.cursor() as cursor:
+        if full:  # a full recompute counts exactly (deleted people left without an exit)
+            size_sql, params = (
+                f"(SELECT count(*) FROM {MEMBERSHIP} WHERE segment_id = %s)",
+                [segment.pk],
+            )
+        else:
+            size_sql, params = "member_count + %s", [delta]
+        cursor.execute(
+            f"""
+            UPDATE {SEGMENT} SET member_count = {size_sql}, recomputed_at = %s
+            WHERE id = %s RETURNING member_count
+            """,
+            [*params, now, segment.pk],
+        )
+        segment.member_count = cursor.fetchone()[0]
+        segment.recomputed_at = now
+        cursor.execute(
+            f"""
+            INSERT INTO {SIZE} (segment_id, day, size) VALUES (%s, %s, %s)
+            ON CONFLICT (segment_id, day) DO UPDATE SET size = excluded.size
+            """,
+            [segment.pk, now.date(), segment.member_count],
+        )
+
+
+def recompute(segment: Segment, cause: str = Cause.RULE, now: datetime | None = None) -> Change:
+    """Recompute a rule-based segment for everyone, then every segment that reads it."""
+    now = now or datetime.now(UTC)
+    lock_account()
+    segments = list(Segment.objects.all())
+    graph = graph_of(segments)
+    change = Change()
+    if not segment.is_manual and segment.rules is not None:
+        change = apply_rule(segment, stored_rule(segment, graph), now, cause)
+    for dependent in dependents_of(segment.pk, segments):
+        apply_rule(dependent, stored_rule(dependent, graph), now, cause)
+    return change
+
+
+def dependents_of(segment_id: int, segments: list[Segment]) -> list[Segment]:
+    """Rule-based segments that read this one, directly or not, in dependency order."""
+    readers: set[int] = set()
+    frontier = {segment_id}
+    while frontier:
+        frontier = {
+            s.pk for s in segments if s.pk not in readers and frontier.intersection(s.depends_on)
+        }
+        readers |= frontier
+    rule_based = [s for s in segments if s.pk in readers and not s.is_manual and s.rules]
+    return dependency_order(rule_based)
+
+
+def update_people(
+    person_ids: Iterable[int], cause: str = Cause.INGEST, now: datetime | None = None
+) -> dict[int, Change]:
+    """Bring every rule-based segment up to date for these people (ingestion, manual edits).
+
+    The caller holds the account's writer lock (the drain does) or this takes it.
+    """
+    people = sorted(set(person_ids))
+    if not people:
+        return {}
+    now = now or datetime.now(UTC)
+    segments = list(Segment.objects.all())
+    rule_based = [s for s in segments if not s.is_manual and s.rules is not None]
+    if not rule_based:
+        return {}
+    lock_account()
+    graph = graph_of(segments)
+    return {
+        segment.pk: apply_rule(segment, stored_rule(segment, graph), now, cause, people)
+        for segment in dependency_order(rule_based)
+    }
+
+
+def sweep(now: datetime | None = None) -> dict[int, Change]:
+    """Recompute the segments that change with time alone (and those that read them), and
+    record every segment's size for today. Runs on the connection's current account."""
+    now = now or datetime.now(UTC)
+    lock_account()
+    segments = list(Segment.objects.all())
+    graph = graph_of(segments)
+    due: dict[int, Segment] = {s.pk: s for s in segments if s.time_dependent and s.rules}
+    for segment in list(due.values()):
+        due.update({d.pk: d for d in dependents_of(segment.pk, segments)})
+    changes = {
+        segment.pk: apply_rule(segment, stored_rule(segment, graph), now, Cause.SWEEP)
+        for segment in dependency_order(due.values())
+    }
+    for segment in segments:
+        if segment.pk not in changes:
+            record_size(segment, now, 0, full=True)
+    return changes
+
+
+def change_members(
+    segment: Segment, person_ids: Iterable[int], cause: str, *, add: bool = True,
+    replace: bool = False, now: datetime | None = None,
+) -> Change:  # fmt: skip
+    """Add or remove people by hand (manual segments), or replace the whole list."""
+    now = now or datetime.now(UTC)
+    people = sorted(set(person_ids))
+    lock_account()
+    with connection.cursor() as cursor:
+        if add:
+            cursor.execute(
+                f"""
+                WITH entered AS (
+                    INSERT INTO {MEMBERSHIP} (segment_id, person_id, entered_at)
+                    SELECT %s, p.id, %s FROM segments_person AS p WHERE p.id = ANY(%s)
+                    ON CONFLICT DO NOTHING RETURNING person_id
+                ), exited AS (
+                    DELETE FROM {MEMBERSHIP} AS m
+                    WHERE %s AND m.segment_id = %s AND NOT (m.person_id = ANY(%s))
+                    RETURNING person_id
+                ), logged AS (
+                    INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
+                    SELECT %s, person_id, true, %s, %s FROM entered
+                    UNION ALL SELECT %s, person_id, false, %s, %s FROM exited
+                )
+                SELECT ARRAY(SELECT person_id FROM entered), ARRAY(SELECT person_id FROM exited)
+                """,
+                [
+                    segment.pk, now, people, replace, segment.pk, people,
+                    segment.pk, now, cause, segment.pk, now, cause,
+                ],
+            )  # fmt: skip
+        else:
+            cursor.execute(
+                f"""
+                WITH exited AS (
+                    DELETE FROM {MEMBERSHIP} AS m
+                    WHERE m.segment_id = %s AND m.person_id = ANY(%s)
+                    RETURNING person_id
+                ), logged AS (
+                    INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
+                    SELECT %s, person_id, false, %s, %s FROM exited
+                )
+                SELECT ARRAY[]::bigint[], ARRAY(SELECT person_id FROM exited)
+                """,
+                [segment.pk, people, segment.pk, now, cause],
+            )
+        entered, exited = cursor.fetchone()
+    change = Change(len(entered), len(exited))
+    if change.entered or change.exited:
+        record_size(segment, now, change.entered - change.exited)
+        # Segments that read this one follow, for the people who moved.
+        segments = list(Segment.objects.all())
+        graph = graph_of(segments)
+        for dependent in dependents_of(segment.pk, segments):
+            rule = stored_rule(dependent, graph)
+            apply_rule(dependent, rule, now, cause, [*entered, *exited])
+    return change
