@@ -28,7 +28,7 @@ class PeopleFilterForm(forms.Form):
 
 
 class AttributeForm(forms.Form):
-    name = forms.CharField(max_length=150)
+    name = forms.CharField(max_length=150, label="Attribute name")
     type = forms.ChoiceField(choices=ATTRIBUTE_TYPES)
     value = forms.CharField(max_length=1000, required=False)
 

@@ -107,7 +107,7 @@ def person(request: HttpRequest, person_id: int) -> HttpResponse:
         "summaries": ActivitySummary.objects.filter(person=shown).order_by("-last_at"),
         "timeline": timeline,
         "timeline_form": timeline_form,
-        "attribute_form": AttributeForm(),
+        "attribute_form": AttributeForm(prefix="attribute"),
     }
     return render(request, "segments/person.html", context)
 
@@ -116,7 +116,7 @@ def person(request: HttpRequest, person_id: int) -> HttpResponse:
 @editor_required
 def set_attribute(request: HttpRequest, person_id: int) -> HttpResponse:
     shown = get_person(request, person_id)
-    form = AttributeForm(request.POST)
+    form = AttributeForm(request.POST, prefix="attribute")
     if form.is_valid():
         actions.set_attribute(
             shown, request.user, form.cleaned_data["name"], form.cleaned_data["parsed"]

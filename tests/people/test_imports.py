@@ -135,5 +135,5 @@ def test_progress_is_served_as_a_fragment_for_htmx(cast, imports_dir):
     job = the_job(cast.acme)
     start(client, job)
     response = client.get(f"/imports/{job.pk}/?part=progress", HTTP_HX_REQUEST="true")
-    assert response.content.decode().lstrip().startswith('<section id="import-progress"')
+    assert response.content.decode().lstrip().startswith('<div id="import-progress"')
     assert b'hx-trigger="every 1s"' in response.content

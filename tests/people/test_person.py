@@ -40,7 +40,7 @@ def test_a_member_edits_an_attribute_with_its_type_and_it_is_audited(cast, ann):
     client = client_for(cast.acme, cast.mia)
     response = client.post(
         f"/people/{ann.pk}/attributes/",
-        {"name": "renewal_at", "type": "date", "value": "2027-01-31"},
+        {"attribute-name": "renewal_at", "attribute-type": "date", "attribute-value": "2027-01-31"},
     )
     assert response.status_code == 302
     with cast.acme:
@@ -59,7 +59,7 @@ def test_a_member_edits_an_attribute_with_its_type_and_it_is_audited(cast, ann):
 def test_a_bad_value_for_the_type_is_refused_with_a_reason(cast, ann):
     response = client_for(cast.acme, cast.mia).post(
         f"/people/{ann.pk}/attributes/",
-        {"name": "seats", "type": "number", "value": "many"},
+        {"attribute-name": "seats", "attribute-type": "number", "attribute-value": "many"},
         follow=True,
     )
     assert b"Enter a number" in response.content
@@ -77,7 +77,8 @@ def test_viewers_cannot_change_anything(cast, ann):
     client = client_for(cast.acme, cast.vic)
     assert (
         client.post(
-            f"/people/{ann.pk}/attributes/", {"name": "x", "type": "string", "value": "y"}
+            f"/people/{ann.pk}/attributes/",
+            {"attribute-name": "x", "attribute-type": "string", "attribute-value": "y"},
         ).status_code
         == 403
     )
