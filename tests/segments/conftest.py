@@ -65,3 +65,7 @@ PLAN_IS_PRO = {
 @pytest.fixture
 def acme(cast) -> Account:
     return cast.acme
+
+
+# The ingestion tests' own spool, shared with the segment tests that drain.
+from tests.ingest.conftest import acme_key, globex_key, spool  # noqa: E402, F401

@@ -1,0 +1,238 @@
+"""Segments at a million people: full recomputes, the editor's live count, and the drain with
+20 active segments against none, each beside a baseline measured in the same run.
+
+    python3 -m uv run python bench/segments_benchmarks.py [--people 1000000 --events 10000000]
+
+The account is filled by bench/generate_account.py (inside PostgreSQL, a few minutes).
+"""
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from bench._cluster import ferry_database  # noqa: E402
+from bench.generate_account import generate  # noqa: E402
+
+ATTRIBUTE_ONLY = {"type": "group", "op": "and", "children": [
+    {"type": "attribute", "name": "plan", "operator": "equals", "value": "pro"},
+    {"type": "attribute", "name": "country", "operator": "in", "value": ["DE", "FR"]},
+]}  # fmt: skip
+EVENT_COUNT = {"type": "event", "name": "purchase", "operator": "at_least", "count": 2,
+               "within_days": 30}  # fmt: skip
+NESTED = {"type": "group", "op": "or", "children": [
+    {"type": "group", "op": "and", "children": [
+        {"type": "attribute", "name": "plan", "operator": "equals", "value": "enterprise"},
+        {"type": "attribute", "name": "seats", "operator": "greater_than", "value": 20},
+    ]},
+    {"type": "group", "op": "and", "children": [
+        {"type": "group", "op": "not", "children": [
+            {"type": "event", "name": "signed_in", "operator": "performed", "within_days": 7},
+        ]},
+        {"type": "attribute", "name": "lifetime_value", "operator": "between", "value": [100, 500]},
+        {"type": "attribute", "name": "last_seen_at", "operator": "within_last_days", "value": 60},
+    ]},
+]}  # fmt: skip
+
+
+def segment_of(segment_id: int) -> dict:
+    return {"type": "group", "op": "and", "children": [
+        {"type": "segment", "segment": segment_id, "operator": "in"},
+        {"type": "event", "name": "upgraded", "operator": "performed"},
+    ]}  # fmt: skip
+
+
+def timed(function, *args) -> float:
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
+
+
+def plain_scan() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM segments_person WHERE attributes ? 'plan'")
+
+
+def save(segment, rules: dict) -> None:
+    from django.db import transaction
+
+    from segments.rules import parse_rule
+    from segments.segment_actions import rule_context, save_segment
+
+    with transaction.atomic():
+        rule = parse_rule(rules, rule_context(segment))
+        save_segment(segment, name=segment.name or "bench", description="", rule=rule,
+                     changed_by="bench@example.com")  # fmt: skip
+
+
+def recompute_table() -> list[tuple[str, float, float, int]]:
+    from segments.models import Segment
+
+    baseline = min(timed(plain_scan) for _ in range(3))
+    rows = [("plain scan of people (baseline)", baseline, baseline, 0)]
+    plan = [("attribute only", ATTRIBUTE_ONLY), ("event count in a window", EVENT_COUNT),
+            ("nested groups", NESTED)]  # fmt: skip
+    made = []
+    for label, rules in plan:
+        segment = Segment(name=label, kind=Segment.Kind.RULES)
+        first = timed(save, segment, rules)
+        made.append(segment)
+        # Steady state: the rule changes a little; most members stay.
+        changed = {"type": "group", "op": "and", "children": [
+            rules, {"type": "attribute", "name": "seats", "operator": "not_equals", "value": 3}]}  # fmt: skip
+        again = timed(save, segment, changed)
+        rows.append((label, first, again, segment.member_count))
+    segment = Segment(name="segment of segment", kind=Segment.Kind.RULES)
+    first = timed(save, segment, segment_of(made[0].pk))
+    again = timed(save, segment, {**segment_of(made[0].pk), "op": "or"})
+    rows.append(("segment of segment", first, again, segment.member_count))
+    return rows
+
+
+def live_counts(rounds: int) -> tuple[list[float], list[float]]:
+    """Editor counts of rules as a user types them (values vary), and the plain scan."""
+    from datetime import UTC, datetime
+
+    from django.db import connection
+
+    from segments.compiler import count_query
+    from segments.rules import parse_rule
+
+    rng = random.Random(5)
+    counts, scans = [], []
+    for n in range(rounds):
+        rules = [
+            {"type": "attribute", "name": "plan", "operator": "equals",
+             "value": rng.choice(["free", "basic", "pro"])},
+            {"type": "event", "name": rng.choice(["purchase", "upgraded"]), "operator": "at_least",
+             "count": rng.randint(1, 3), "within_days": rng.randint(7, 60)},
+            {"type": "group", "op": "and", "children": [
+                {"type": "attribute", "name": "seats", "operator": "greater_than",
+                 "value": rng.randint(1, 40)},
+                {"type": "event", "name": "signed_in", "operator": "performed"}]},
+            NESTED,
+        ][n % 4]  # fmt: skip
+        query = count_query(parse_rule(rules), datetime.now(UTC))
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute(query.sql, query.params)
+            cursor.fetchone()
+        counts.append(time.perf_counter() - started)
+        scans.append(timed(plain_scan))
+    return counts, scans
+
+
+def drain_items(count: int, people: int, seed: int) -> list[dict]:
+    from ingest import wire
+
+    rng = random.Random(seed)
+    now = time.time()
+    items = []
+    for n in range(count):
+        who = f"c{rng.randrange(1, people + 1)}"
+        if rng.random() < 0.6:
+            items.append(wire.cio_event(who, {
+                "name": rng.choice(["purchase", "signed_in", "upgraded", "page_viewed"]),
+                "id": f"d{seed}-{n}", "timestamp": int(now - rng.randrange(86400 * 30))}))  # fmt: skip
+        else:
+            items.append(wire.cio_identify(who, {
+                "plan": rng.choice(["free", "basic", "pro", "enterprise"]),
+                "seats": rng.randrange(1, 50), "_timestamp": now + n / 1e6}))  # fmt: skip
+    return items
+
+
+def drain_rate(items: list[dict], batch: int) -> float:
+    from ingest.apply import apply_items
+
+    started = time.perf_counter()
+    for start in range(0, len(items), batch):
+        apply_items(items[start : start + batch])
+    return len(items) / (time.perf_counter() - started)
+
+
+def twenty_segments() -> None:
+    from segments.models import Segment
+
+    first = None
+    for n in range(20):
+        rules = [ATTRIBUTE_ONLY, EVENT_COUNT, NESTED,
+                 {"type": "attribute", "name": "seats", "operator": "greater_than", "value": n},
+                 segment_of(first.pk) if first else EVENT_COUNT][n % 5]  # fmt: skip
+        segment = Segment(name=f"drain {n}", kind=Segment.Kind.RULES)
+        save(segment, rules)
+        first = first or segment
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--people", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--drain-items", type=int, default=50_000)
+    options = parser.parse_args()
+    with ferry_database() as (folder, url, account_info):
+        os.environ.update(DATABASE_URL=url, FERRY_VAR_DIR=str(folder / "var"), LOG_LEVEL="WARNING")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        started = time.perf_counter()
+        generate(url, account_info["schema"], options.people, options.events)
+        generated = time.perf_counter() - started
+        import django
+
+        django.setup()
+        from accounts.models import Account
+        from segments.models import Segment
+
+        account = Account.objects.get(slug="bench")
+        with account:
+            recompute = recompute_table()
+            counts, scans = live_counts(options.rounds)
+            Segment.objects.all().delete()
+            twenty_segments()
+            rates: dict[str, list[float]] = {"none": [], "20": []}
+            for run in range(4):  # interleaved, so that drift hits both alike
+                active = run % 2 == 1
+                kind = Segment.Kind.RULES if active else Segment.Kind.MANUAL
+                Segment.objects.update(kind=kind)
+                items = drain_items(options.drain_items, options.people, seed=run)
+                rates["20" if active else "none"].append(drain_rate(items, 10_000))
+
+    print(f"\nSegments at {options.people:,} people and {options.events:,} events "
+          f"(generated in {generated:.0f} s)\n")  # fmt: skip
+    print("Full recompute (seconds; first computation, then a changed rule)\n")
+    print(
+        f"| {'segment':<32} | {'first':>6} | {'again':>6} | {'x baseline':>10} | {'members':>9} |"
+    )
+    print(f"|{'-' * 34}|{'-' * 8}|{'-' * 8}|{'-' * 12}|{'-' * 11}|")
+    base = recompute[0][1]
+    for label, first, again, size in recompute:
+        print(f"| {label:<32} | {first:>6.2f} | {again:>6.2f} | {max(first, again) / base:>10.1f} "
+              f"| {size:>9,} |")  # fmt: skip
+    p = lambda values, q: statistics.quantiles(values, n=100)[q - 1] * 1000  # noqa: E731
+    print(f"\nEditor live count, {options.rounds} rules of 4 shapes (milliseconds)\n")
+    print(f"| {'query':<32} | {'p50':>6} | {'p95':>6} | {'x baseline p95':>14} |")
+    print(f"|{'-' * 34}|{'-' * 8}|{'-' * 8}|{'-' * 16}|")
+    print(f"| {'plain scan of people (baseline)':<32} | {p(scans, 50):>6.0f} | {p(scans, 95):>6.0f} "
+          f"| {1:>14.2f} |")  # fmt: skip
+    print(f"| {'live count':<32} | {p(counts, 50):>6.0f} | {p(counts, 95):>6.0f} "
+          f"| {p(counts, 95) / p(scans, 95):>14.2f} |")  # fmt: skip
+    none, twenty = statistics.median(rates["none"]), statistics.median(rates["20"])
+    print(
+        f"\nDrain, {options.drain_items:,} items per run, batches of 10,000, median of 2 runs "
+        "each (interleaved)\n"
+    )
+    print(f"| {'segments':<32} | {'items/s':>8} | {'x none':>7} |")
+    print(f"|{'-' * 34}|{'-' * 10}|{'-' * 9}|")
+    print(f"| {'none (baseline)':<32} | {none:>8,.0f} | {1:>7.2f} |")
+    print(f"| {'20 active':<32} | {twenty:>8,.0f} | {twenty / none:>7.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Memberships stay current: on a rule save, after every drained batch, and by the sweep."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ingest import wire
+from segments import membership
+from segments.models import MembershipChange, Segment, SegmentSize
+from tests.conftest import manage
+from tests.ingest.conftest import drain
+from tests.segments.conftest import (
+    PLAN_IS_PRO,
+    event,
+    manual_segment,
+    members,
+    person,
+    rule_segment,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def spool_items(spool, account, *items):
+    spool.append(str(account.pk), [json.dumps(item) for item in items])
+
+
+def test_saving_a_rule_records_who_entered_and_who_left(cast):
+    with cast.acme:
+        person("1", plan="pro")
+        person("2", plan="free")
+        segment = rule_segment("Pro", PLAN_IS_PRO)
+        assert members(segment) == {"1"}
+        from segments.rules import parse_rule
+        from segments.segment_actions import save_segment
+
+        free = {**PLAN_IS_PRO, "children": [{**PLAN_IS_PRO["children"][0], "value": "free"}]}
+        save_segment(segment, name="Pro", description="", rule=parse_rule(free),
+                     changed_by="mia@acme.example")  # fmt: skip
+        assert members(segment) == {"2"}
+        log = [(c.person.customer_id, c.entered, c.cause)
+               for c in MembershipChange.objects.order_by("id")]  # fmt: skip
+        assert log == [("1", True, "rule"), ("2", True, "rule"), ("1", False, "rule")]
+        assert segment.member_count == 1
+        assert SegmentSize.objects.get(segment=segment).size == 1
+
+
+def test_a_drained_batch_moves_the_people_it_touched(cast, spool):
+    with cast.acme:
+        person("1", plan="free")
+        pro = rule_segment("Pro", PLAN_IS_PRO)
+        buyers = rule_segment(
+            "Buyers", {"type": "event", "name": "purchase", "operator": "at_least", "count": 2}
+        )
+    spool_items(
+        spool, cast.acme,
+        wire.cio_identify("1", {"plan": "pro"}),
+        wire.cio_identify("2", {"plan": "pro"}),
+        wire.cio_event("3", {"name": "purchase"}),
+        wire.cio_event("3", {"name": "purchase"}),
+    )  # fmt: skip
+    drain(spool)
+    with cast.acme:
+        assert members(pro) == {"1", "2"}
+        assert members(buyers) == {"3"}
+        assert set(MembershipChange.objects.values_list("cause", flat=True)) == {"ingest"}
+    spool_items(spool, cast.acme, wire.cio_identify("2", {"plan": "basic"}))
+    drain(spool)
+    with cast.acme:
+        assert members(pro) == {"1"}
+        pro.refresh_from_db()
+        assert pro.member_count == 1
+
+
+def test_a_segment_of_a_segment_follows_it_in_the_same_batch(cast, spool):
+    with cast.acme:
+        pro = rule_segment("Pro", PLAN_IS_PRO)
+        active_pros = rule_segment("Active pros", {"type": "group", "op": "and", "children": [
+            {"type": "segment", "segment": pro.pk, "operator": "in"},
+            {"type": "event", "name": "login", "operator": "performed"},
+        ]})  # fmt: skip
+    spool_items(spool, cast.acme, wire.cio_identify("1", {"plan": "pro"}),
+                wire.cio_event("1", {"name": "login"}))  # fmt: skip
+    drain(spool)
+    with cast.acme:
+        assert members(active_pros) == {"1"}
+
+
+def test_the_sweep_moves_people_out_as_time_passes(cast):
+    with cast.acme:
+        recent = person("1")
+        event(recent, "login", days_ago=6)
+        segment = rule_segment(
+            "Active this week",
+            {"type": "event", "name": "login", "operator": "performed", "within_days": 7},
+        )
+        assert segment.time_dependent
+        assert members(segment) == {"1"}
+        membership.sweep(now=datetime.now(UTC) + timedelta(days=2))
+        assert members(segment) == set()
+        assert MembershipChange.objects.filter(entered=False).get().cause == "sweep"
+
+
+def test_the_sweep_command_visits_every_account(cast, test_database_url):
+    result = manage("sweep_segments", env={"DATABASE_URL": test_database_url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Swept ")
+
+
+def test_manual_members_move_and_segments_reading_them_follow(cast):
+    with cast.acme:
+        one, two = person("1"), person("2")
+        vips = manual_segment("VIPs")
+        not_vips = rule_segment("Not VIPs", {"type": "segment", "segment": vips.pk,
+                                             "operator": "not_in"})  # fmt: skip
+        assert members(not_vips) == {"1", "2"}
+        membership.change_members(vips, [one.pk, two.pk], "manual")
+        assert members(vips) == {"1", "2"}
+        assert members(not_vips) == set()
+        membership.change_members(vips, [one.pk], "manual", add=False)
+        assert members(vips) == {"2"}
+        assert members(not_vips) == {"1"}
+        membership.change_members(vips, [one.pk], "import", replace=True)
+        assert members(vips) == {"1"}
+        vips.refresh_from_db()
+        assert vips.member_count == 1
+        assert Segment.objects.get(pk=not_vips.pk).member_count == 1
