@@ -64,6 +64,7 @@ class Compiler:
     people: list[int] | None = None
     joins: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)  # of the joins, in order
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def compile(self, node: Node) -> Query:
         where, where_params = self.node(node)
@@ -95,9 +96,27 @@ class Compiler:
             return self.event(node)
         return self.email(node)
 
+    def compile_many(self, nodes: list[Node]) -> Query:
+        """One row per person: the id, then whether each rule matches (true or false)."""
+        columns = [self.node(node) for node in nodes]
+        select = ", ".join(sql for sql, _ in columns)
+        sql = f"SELECT p.id, {select} FROM {PERSON} AS p {' '.join(self.joins)}"
+        params = [param for _, column_params in columns for param in column_params]
+        scope: list[Any] = []
+        if self.people is not None:
+            sql += " WHERE p.id = ANY(%s)"
+            scope = [self.people]
+        return Query(sql, [*params, *self.params, *scope])
+
     def join(self, subquery: str, params: list[Any], person_column: str) -> str:
-        """LEFT JOIN a subquery with at most one row per person; returns its alias."""
+        """LEFT JOIN a subquery with at most one row per person; returns its alias.
+
+        Rules compiled together share a subquery they both need (the same event count)."""
+        key = repr((subquery, params))
+        if key in self.aliases:
+            return self.aliases[key]
         alias = f"j{len(self.joins)}"
+        self.aliases[key] = alias
         if self.people is not None:
             subquery = subquery.replace(" WHERE ", f" WHERE {person_column} = ANY(%s) AND ", 1)
             params = [self.people, *params]
@@ -144,6 +163,11 @@ class Compiler:
 def compile_rule(node: Node, now: datetime, people: list[int] | None = None) -> Query:
     """SELECT p.id of everyone (or of `people`) the rule matches at `now`."""
     return Compiler(now, people).compile(node)
+
+
+def compile_rules(nodes: list[Node], now: datetime, people: list[int] | None = None) -> Query:
+    """SELECT p.id, matches_1, matches_2, … for everyone (or for `people`)."""
+    return Compiler(now, people).compile_many(nodes)
 
 
 def count_query(node: Node, now: datetime) -> Query:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
-from segments.compiler import compile_rule
+from segments.compiler import compile_rule, compile_rules
 from segments.models import MembershipChange, Segment
 from segments.rules import Context, Node, parse_rule
 
@@ -176,6 +176,9 @@ def update_people(
 ) -> dict[int, Change]:
     """Bring every rule-based segment up to date for these people (ingestion, manual edits).
 
+    All segments are decided by one query per dependency level (a row per person, a column
+    per segment, shared subqueries computed once), then only the differences are written:
+    the drain pays for the people it touched, not for the number of segments times them.
     The caller holds the account's writer lock (the drain does) or this takes it.
     """
     people = sorted(set(person_ids))
@@ -188,10 +191,83 @@ def update_people(
         return {}
     lock_account()
     graph = graph_of(segments)
-    return {
-        segment.pk: apply_rule(segment, stored_rule(segment, graph), now, cause, people)
-        for segment in dependency_order(rule_based)
-    }
+    changes: dict[int, Change] = {}
+    for level in dependency_levels(rule_based):
+        changes.update(apply_rules(level, graph, now, cause, people))
+    return changes
+
+
+def dependency_levels(segments: list[Segment]) -> list[list[Segment]]:
+    """Segments grouped so that each group reads only segments of earlier groups."""
+    by_id = {segment.pk: segment for segment in segments}
+    level: dict[int, int] = {}
+
+    def depth(segment: Segment, path: frozenset[int]) -> int:
+        if segment.pk not in level:
+            reads = [by_id[t] for t in segment.depends_on if t in by_id and t not in path]
+            level[segment.pk] = 1 + max((depth(s, path | {segment.pk}) for s in reads), default=-1)
+        return level[segment.pk]
+
+    for segment in segments:
+        depth(segment, frozenset())
+    return [[s for s in segments if level[s.pk] == n] for n in range(max(level.values()) + 1)]
+
+
+def apply_rules(
+    segments: list[Segment], graph: dict[int, list[int]], now: datetime, cause: str,
+    people: list[int],
+) -> dict[int, Change]:  # fmt: skip
+    """Several segments brought up to date for some people with one query and set writes."""
+    query = compile_rules([stored_rule(s, graph) for s in segments], now, people)
+    ids = [s.pk for s in segments]
+    with connection.cursor() as cursor:
+        cursor.execute(query.sql, query.params)
+        matching = {pk: set() for pk in ids}
+        for row in cursor.fetchall():
+            for pk, matches in zip(ids, row[1:], strict=True):
+                if matches:
+                    matching[pk].add(row[0])
+        cursor.execute(
+            f"SELECT segment_id, person_id FROM {MEMBERSHIP} "
+            "WHERE segment_id = ANY(%s) AND person_id = ANY(%s)",
+            [ids, people],
+        )
+        current = {pk: set() for pk in ids}
+        for segment_id, person_id in cursor.fetchall():
+            current[segment_id].add(person_id)
+        entered = [(pk, p) for pk in ids for p in matching[pk] - current[pk]]
+        exited = [(pk, p) for pk in ids for p in current[pk] - matching[pk]]
+        if not (entered or exited):
+            return {}
+        if entered:
+            cursor.execute(
+                f"INSERT INTO {MEMBERSHIP} (segment_id, person_id, entered_at) "
+                "SELECT s, p, %s FROM unnest(%s::bigint[], %s::bigint[]) AS u(s, p)",
+                [now, [s for s, _ in entered], [p for _, p in entered]],
+            )
+        if exited:
+            cursor.execute(
+                f"DELETE FROM {MEMBERSHIP} AS m USING unnest(%s::bigint[], %s::bigint[]) AS u(s, p) "
+                "WHERE m.segment_id = u.s AND m.person_id = u.p",
+                [[s for s, _ in exited], [p for _, p in exited]],
+            )
+        moves = [(s, p, True) for s, p in entered] + [(s, p, False) for s, p in exited]
+        cursor.execute(
+            f"INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause) "
+            "SELECT s, p, e, %s, %s FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[]) "
+            "AS u(s, p, e)",
+            [now, cause, *(list(column) for column in zip(*moves, strict=True))],
+        )
+    changes = {}
+    for segment in segments:
+        change = Change(
+            sum(1 for s, _ in entered if s == segment.pk),
+            sum(1 for s, _ in exited if s == segment.pk),
+        )
+        if change.entered or change.exited:
+            record_size(segment, now, change.entered - change.exited)
+            changes[segment.pk] = change
+    return changes
 
 
 def sweep(now: datetime | None = None) -> dict[int, Change]:

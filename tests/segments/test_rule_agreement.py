@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from segments.compiler import compile_rule
+from segments.compiler import compile_rule, compile_rules
 from segments.evaluator import EventRecord, PersonRecord, matches
 from segments.models import ActivitySummary, Event, Membership, Person, Segment
 from segments.rules import ATTRIBUTE_OPERATORS, COUNT_OPERATORS, Context, parse_rule, parse_time
@@ -288,4 +288,9 @@ def test_the_compiled_query_and_the_reference_agree_on_every_person(cast, data):
             scoped = compile_rule(node, NOW, people=some)
             cursor.execute(scoped.sql, scoped.params)
             assert {row[0] for row in cursor} == expected & set(some)
+            # Decided beside another rule (as the drain decides all segments at once), too.
+            together = compile_rules([parse_rule({"type": "subscription", "state": "subscribed"}),
+                                      node], NOW, some)  # fmt: skip
+            cursor.execute(together.sql, together.params)
+            assert {row[0] for row in cursor if row[2]} == expected & set(some)
         transaction.set_rollback(True)
