@@ -21,6 +21,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -136,6 +137,12 @@ def _public_schema_between_tests() -> Iterator[None]:
     connection.set_schema_to_public()
     yield
     connection.set_schema_to_public()
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    # Each test's rows are rolled back; counts cached from them must not outlive them.
+    cache.clear()
 
 
 class FerryClient(Client):
