@@ -36,7 +36,7 @@ def acme_teams(django_db_blocker):
     in_thread(remove)
 
 
-def test_building_a_nested_rule_updates_the_count_and_saves(page: Page, ferry_server, acme_teams):
+def test_building_a_nested_rule_updates_the_count_and_saves(page: Page, ferry_server, acme_teams):  # noqa: F811
     base = f"http://acme.localhost:{ferry_server}"
     log_in(page, base, "mia@acme.example")
     page.goto(f"{base}/segments/")
