@@ -64,3 +64,19 @@ def test_an_account_sees_its_own_backlog_banner_only(cast, spool):
     acme_page = client_for(cast.acme, cast.vic).get("/").content
     assert b"5 items" in acme_page and b"catching up" in acme_page
     assert b"catching up" not in client_for(cast.globex, cast.charlie).get("/").content
+
+
+def test_the_status_console_shows_the_drain_backlog_and_proposes_a_state(cast, spool):
+    import time
+
+    from status.component_signals import readings_for
+    from status.models import Component
+
+    component = Component(key="data-processing", name="Data Processing")
+    (reading,) = [r for r in readings_for(component) if r.label == "Drain backlog"]
+    assert (reading.value, reading.proposed_status) == ("nothing waiting", "operational")
+    spool.append(str(cast.acme.pk), [json.dumps(wire.cio_event("1", {"name": "x"}))] * 4)
+    spool.db.execute("UPDATE items SET received_at = ?", (time.time() - 900,))
+    (reading,) = [r for r in readings_for(component) if r.label == "Drain backlog"]
+    assert reading.value.startswith("4 items waiting, oldest 9")
+    assert reading.proposed_status == "partial_outage"
