@@ -348,44 +348,75 @@ ON CONFLICT (person_id, name) DO UPDATE SET
 
 
 def write_events(cursor, batch: Batch, now: float) -> None:
+    """COPY the batch's new events straight into the events table, then add them to the
+    activity summaries and the events per day.
+
+    Which events are new is decided here, not by ON CONFLICT: the account's advisory lock
+    (see apply_items) means no other writer inserts events for this account meanwhile, so one
+    indexed lookup of the batch's keys finds every event that is already stored.
+    """
     if not batch.events:
         return
-    # Dropped at commit; dropped here too when an enclosing transaction kept the last one.
-    cursor.execute("DROP TABLE IF EXISTS pg_temp.incoming_events")
+    unique: dict[str, tuple] = {}
+    for event in batch.events:
+        unique.setdefault(event[-1], event)  # a key repeated in the batch: the first one wins
+    cursor.execute(f"SELECT dedupe_key FROM {EVENT} WHERE dedupe_key = ANY(%s)", [list(unique)])
+    for (stored,) in cursor.fetchall():
+        del unique[stored]
+    if not unique:
+        return
+    received = datetime.fromtimestamp(now, UTC)
+    summaries: dict[tuple[int, str], list] = {}
+    days: dict[object, int] = {}
+    columns_ = "person_id, anonymous_id, kind, name, data, timestamp, received_at, dedupe_key"
+    with cursor.copy(f"COPY {EVENT} ({columns_}) FROM STDIN") as copy:
+        for state, anonymous_id, kind, name, data, timestamp, dedupe in unique.values():
+            moment = datetime.fromtimestamp(timestamp, UTC)
+            person_id = state.id if state else None
+            copy.write_row((person_id, anonymous_id, kind, name, data, moment, received, dedupe))
+            days[moment.date()] = days.get(moment.date(), 0) + 1
+            if person_id is not None:
+                summary = summaries.get((person_id, name))
+                if summary is None:
+                    summaries[(person_id, name)] = [1, moment, moment]
+                else:
+                    summary[0] += 1
+                    summary[1] = min(summary[1], moment)
+                    summary[2] = max(summary[2], moment)
+    write_summaries(cursor, summaries)
+    cursor.execute(
+        f"""
+        INSERT INTO {EVENT_DAY} AS d (day, count)
+        SELECT * FROM unnest(%s::date[], %s::bigint[])
+        ON CONFLICT (day) DO UPDATE SET count = d.count + excluded.count
+        """,
+        [list(days), list(days.values())],
+    )
+
+
+def write_summaries(cursor, summaries: dict[tuple[int, str], list]) -> None:
+    if not summaries:
+        return
+    cursor.execute("DROP TABLE IF EXISTS pg_temp.incoming_summaries")
     cursor.execute(
         """
-        CREATE TEMPORARY TABLE incoming_events (
-            n serial, person_id bigint, anonymous_id text, kind text, name text, data jsonb,
-            timestamp timestamptz, received_at timestamptz, dedupe_key text
+        CREATE TEMPORARY TABLE incoming_summaries (
+            person_id bigint, name text, count integer, first_at timestamptz, last_at timestamptz
         ) ON COMMIT DROP
         """
     )
-    received = datetime.fromtimestamp(now, UTC)
-    columns_ = "person_id, anonymous_id, kind, name, data, timestamp, received_at, dedupe_key"
-    # A key may repeat inside one batch too (a client retry); the first one wins.
-    seen: set[str] = set()
-    with cursor.copy(f"COPY incoming_events ({columns_}) FROM STDIN") as copy:
-        for state, anonymous_id, kind, name, data, timestamp, dedupe in batch.events:
-            if dedupe in seen:
-                continue
-            seen.add(dedupe)
-            copy.write_row((
-                state.id if state else None, anonymous_id, kind, name, data,
-                datetime.fromtimestamp(timestamp, UTC), received, dedupe,
-            ))  # fmt: skip
+    with cursor.copy("COPY incoming_summaries FROM STDIN") as copy:
+        for (person_id, name), (count, first, last) in summaries.items():
+            copy.write_row((person_id, name, count, first, last))
     cursor.execute(
         f"""
-        WITH touched AS (
-            INSERT INTO {EVENT} ({columns_})
-            SELECT {columns_} FROM incoming_events ORDER BY n
-            ON CONFLICT (dedupe_key) DO NOTHING
-            RETURNING person_id, name, timestamp
-        ), days AS (
-            INSERT INTO {EVENT_DAY} AS d (day, count)
-            SELECT (timestamp AT TIME ZONE 'UTC')::date, count(*) FROM touched GROUP BY 1
-            ON CONFLICT (day) DO UPDATE SET count = d.count + excluded.count
-        )
-        {SUMMARISE}
+        INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
+        SELECT person_id, name, count, first_at, last_at FROM incoming_summaries
+        ORDER BY person_id, name
+        ON CONFLICT (person_id, name) DO UPDATE SET
+            count = s.count + excluded.count,
+            first_at = least(s.first_at, excluded.first_at),
+            last_at = greatest(s.last_at, excluded.last_at)
         """
     )
 
