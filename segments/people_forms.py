@@ -18,7 +18,14 @@ class PeopleFilterForm(forms.Form):
     attribute = forms.CharField(required=False, max_length=150, label="Attribute")
     value = forms.CharField(required=False, max_length=1000, label="equals")
     subscription = forms.ChoiceField(required=False, choices=SUBSCRIPTION)
+    segment = forms.TypedChoiceField(
+        required=False, coerce=int, empty_value=None, label="In segment"
+    )
     sort = forms.ChoiceField(required=False, choices=SORTS)
+
+    def __init__(self, *args, segments=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["segment"].choices = [("", "Any")] + [(s.pk, s.name) for s in segments]
 
     def clean(self) -> dict:
         data = super().clean()
@@ -52,3 +59,10 @@ class AttributeForm(forms.Form):
 
 class TimelineFilterForm(forms.Form):
     name = forms.CharField(required=False, max_length=255, label="Event name")
+
+
+class SegmentMembershipForm(forms.Form):
+    """Add people to a manual segment, or take them out, from the profile or the list."""
+
+    segment = forms.IntegerField()
+    action = forms.ChoiceField(choices=[("add", "Add"), ("remove", "Remove")])

@@ -7,6 +7,7 @@ urlpatterns = [
     path("people/", views.people, name="people"),
     path("people/export.csv", views.export_people, name="export_people"),
     path("people/<int:person_id>/", views.person, name="person"),
+    path("people/segments/", views.change_segment_membership, name="change_segment_membership"),
     path("people/<int:person_id>/attributes/", views.set_attribute, name="set_attribute"),
     path(
         "people/<int:person_id>/attributes/<str:name>/delete/",

@@ -13,17 +13,34 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import editor_required, team_manager_required, teammate_required
 from accounts.models import AuditEntry, Invitation, User
-from segments import actions
+from segments import actions, segment_views
 from segments.access import get_person
 from segments.attributes import attribute_type, display
 from segments.charts import bar_chart
 from segments.keyset import page_by_time
-from segments.models import ActivitySummary, Event, EventDay, Person
-from segments.people_forms import AttributeForm, PeopleFilterForm, TimelineFilterForm
+from segments.models import (
+    ActivitySummary,
+    Event,
+    EventDay,
+    Membership,
+    MembershipChange,
+    Person,
+    Segment,
+)
+from segments.people_forms import (
+    AttributeForm,
+    PeopleFilterForm,
+    SegmentMembershipForm,
+    TimelineFilterForm,
+)
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
 COUNT_CACHE_SECONDS = 60
+
+
+def manual_segments() -> list[Segment]:
+    return list(Segment.objects.filter(kind=Segment.Kind.MANUAL).order_by("name"))
 
 
 def people_count() -> int:
@@ -51,6 +68,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "segments/dashboard.html", context)
 
 
+def filter_form(request: HttpRequest) -> PeopleFilterForm:
+    return PeopleFilterForm(request.GET, segments=Segment.objects.order_by("name"))
+
+
 def filtered_people(form: PeopleFilterForm):
     people = Person.objects.all()
     if not form.is_valid():
@@ -59,13 +80,15 @@ def filtered_people(form: PeopleFilterForm):
     people = people.search(data["q"]).subscription(data["subscription"])
     if data["attribute"]:
         people = people.with_attribute(data["attribute"], data["value"])
-    filtered = bool(data["q"] or data["attribute"] or data["subscription"])
+    if data["segment"]:
+        people = people.filter(memberships__segment_id=data["segment"])
+    filtered = bool(data["q"] or data["attribute"] or data["subscription"] or data["segment"])
     return people, filtered
 
 
 @teammate_required
 def people(request: HttpRequest) -> HttpResponse:
-    form = PeopleFilterForm(request.GET)
+    form = filter_form(request)
     queryset, filtered = filtered_people(form)
     newest_first = request.GET.get("sort", "newest") != "oldest"
     page = page_by_time(queryset, "created_at", request.GET.get("after"), PAGE_SIZE, newest_first)
@@ -81,6 +104,7 @@ def people(request: HttpRequest) -> HttpResponse:
         "matches": min(matches, COUNT_CAP),
         "more_than_cap": matches > COUNT_CAP,
         "query": query.urlencode(),
+        "manual_segments": manual_segments(),
     }
     template = "segments/people.html#people-results" if request.htmx else "segments/people.html"
     return render(request, template, context)
@@ -108,6 +132,11 @@ def person(request: HttpRequest, person_id: int) -> HttpResponse:
         "timeline": timeline,
         "timeline_form": timeline_form,
         "attribute_form": AttributeForm(prefix="attribute"),
+        "memberships": Membership.objects.filter(person=shown).select_related("segment"),
+        "membership_changes": MembershipChange.objects.filter(person=shown).select_related(
+            "segment"
+        )[:20],
+        "manual_segments": manual_segments(),
     }
     return render(request, "segments/person.html", context)
 
@@ -183,7 +212,7 @@ def _export_rows(queryset) -> Iterator[str]:
 
 @teammate_required
 def export_people(request: HttpRequest) -> StreamingHttpResponse:
-    queryset, _ = filtered_people(PeopleFilterForm(request.GET))
+    queryset, _ = filtered_people(filter_form(request))
     response = StreamingHttpResponse(
         export_rows(request.account, queryset), content_type="text/csv; charset=utf-8"
     )
@@ -199,3 +228,15 @@ def export_people(request: HttpRequest) -> StreamingHttpResponse:
 def audit_log(request: HttpRequest) -> HttpResponse:
     page = page_by_time(AuditEntry.objects.all(), "created_at", request.GET.get("after"), PAGE_SIZE)
     return render(request, "segments/audit.html", {"page": page})
+
+
+@require_POST
+@editor_required
+def change_segment_membership(request: HttpRequest) -> HttpResponse:
+    """The people list's selection or a profile's form, handed to the segment's own view with
+    the segment the person chose (the form cannot put it in its URL without JavaScript)."""
+    form = SegmentMembershipForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a segment and whether to add or remove.")
+        return redirect(request.POST.get("next") or "people")
+    return segment_views.segment_members(request, form.cleaned_data["segment"])

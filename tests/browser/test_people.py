@@ -74,7 +74,9 @@ def test_searching_people_updates_the_list_as_you_type(page, acme, acme_people):
     page.get_by_label("Search").fill("bob@")
     expect(page.get_by_role("link", name="ann@example.com")).to_have_count(0)
     expect(page.get_by_role("link", name="bob@example.com")).to_be_visible()
-    expect(page).to_have_url(f"{acme}/people/?q=bob%40&attribute=&value=&subscription=&sort=newest")
+    expect(page).to_have_url(
+        f"{acme}/people/?q=bob%40&attribute=&value=&subscription=&segment=&sort=newest"
+    )
 
 
 def test_a_profile_shows_attributes_and_an_edit_sticks(page, acme, acme_people):

@@ -159,3 +159,34 @@ def test_team_and_key_changes_are_audited_too(cast):
         ("team.role_changed", "mia@acme.example"),
         ("api_key.created", "Backend"),
     ]
+
+
+def test_the_profile_shows_segments_and_adds_to_a_manual_one(cast, ann):
+    from segments.models import Membership, Segment
+
+    with cast.acme:
+        vips = Segment.objects.create(name="VIPs", kind=Segment.Kind.MANUAL)
+    client = client_for(cast.acme, cast.mia)
+    response = client.post(
+        "/people/segments/",
+        {"segment": vips.pk, "action": "add", "person": ann.pk, "next": f"/people/{ann.pk}/"},
+    )
+    assert response["Location"] == f"/people/{ann.pk}/"
+    page = client.get(f"/people/{ann.pk}/")
+    assert [m.segment.name for m in page.context["memberships"]] == ["VIPs"]
+    assert b"Entered <strong>VIPs</strong>" in page.content
+    listed = client.get(f"/people/?segment={vips.pk}").context["page"].rows
+    assert [p.pk for p in listed] == [ann.pk]
+    with cast.acme:
+        assert Membership.objects.count() == 1
+
+
+def test_viewers_cannot_change_segment_membership(cast, ann):
+    from segments.models import Segment
+
+    with cast.acme:
+        vips = Segment.objects.create(name="VIPs", kind=Segment.Kind.MANUAL)
+    response = client_for(cast.acme, cast.vic).post(
+        "/people/segments/", {"segment": vips.pk, "action": "add", "person": ann.pk}
+    )
+    assert response.status_code == 403
