@@ -107,6 +107,21 @@ def test_registering_a_provider_takes_a_decorator(demo, registered):
     registered("data-collection", backlog)
     registered("data-collection", broken)
     readings = readings_for(demo["data-collection"])
-    assert readings[0] == Reading("Spool backlog", "2,000,000 events", "major_outage")
-    assert readings[1].value == "unavailable"
+    # Ingestion registers its own readings for this component too; find these two by label.
+    by_label = {reading.label: reading for reading in readings}
+    assert by_label["Spool backlog"] == Reading("Spool backlog", "2,000,000 events", "major_outage")
+    assert by_label["broken"].value == "unavailable"
     assert proposal(demo["data-collection"], readings) == "major_outage"
+
+
+def test_email_sending_proposes_a_state_from_failed_sends():
+    from status.models import DeliveryAttempt, Notification
+
+    component = Component(key="email-sending", name="Email Sending")
+    (reading,) = [r for r in readings_for(component) if r.label == "Email send errors, last hour"]
+    assert reading.proposed_status is None  # nothing sent: too few to judge
+    notification = Notification.objects.create(channel="email", target="a@b.c", event="x")
+    for succeeded in [True] * 7 + [False] * 3:
+        DeliveryAttempt.objects.create(notification=notification, succeeded=succeeded)
+    (reading,) = [r for r in readings_for(component) if r.label == "Email send errors, last hour"]
+    assert (reading.value, reading.proposed_status) == ("30.0% of 10 sends", "partial_outage")
