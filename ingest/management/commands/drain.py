@@ -1,9 +1,9 @@
-import signal
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from config.workers import stop_requested
 from ingest.drain import drain_forever, drain_once
 from ingest.spool import get_spool
 
@@ -29,12 +29,4 @@ class Command(BaseCommand):
             # Start and end as unix times, so that several workers can be timed together.
             self.stdout.write(f"Applied {total} items from {started:.3f} to {time.time():.3f}.")
             return
-        stopping = False
-
-        def stop(*_: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        drain_forever(spool, options["batch_size"], options["lease"], stop=lambda: stopping)
+        drain_forever(spool, options["batch_size"], options["lease"], stop=stop_requested())

@@ -1,7 +1,6 @@
-import signal
-
 from django.core.management.base import BaseCommand, CommandParser
 
+from config.workers import stop_requested
 from ingest.imports_worker import claim_task, run_forever, run_task
 
 
@@ -16,12 +15,4 @@ class Command(BaseCommand):
             while task := claim_task():
                 run_task(task)
             return
-        stopping = False
-
-        def stop(*_: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        run_forever(stop=lambda: stopping)
+        run_forever(stop=stop_requested())

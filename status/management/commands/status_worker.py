@@ -8,13 +8,13 @@ stops everything when one of its processes exits.
 """
 
 import logging
-import signal
 import time
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
+from config.workers import stop_requested
 from status.actions import advance_maintenances
 from status.notifications import deliver_due_notifications
 from status.snapshot import current_snapshot, publish_snapshot
@@ -33,17 +33,10 @@ class Command(BaseCommand):
         if options["once"]:
             self.run_round(publish_at_start=False)
             return
-        stopping = False
-
-        def stop(*_: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        stopping = stop_requested()
         # A fresh start republishes, so a deploy's new templates reach the page at once.
         publish_at_start = True
-        while not stopping:
+        while not stopping():
             try:
                 close_old_connections()
                 self.run_round(publish_at_start)
@@ -54,7 +47,7 @@ class Command(BaseCommand):
             except Exception:
                 log.exception("status worker round failed; retrying")
             deadline = time.monotonic() + options["interval"]
-            while not stopping and time.monotonic() < deadline:
+            while not stopping() and time.monotonic() < deadline:
                 time.sleep(0.1)
 
     def run_round(self, publish_at_start: bool) -> None:
