@@ -7,6 +7,7 @@ either imported or listed with its line number and the reason it was not.
 
 import csv
 import io
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,14 +63,14 @@ def read_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str]]:
             except csv.Error as error:
                 yield line, None, f"malformed CSV ({error})"
                 continue
-            if any(_has_undecodable(field) for field in fields):
+            if any(not field.isascii() and UNDECODABLE.search(field) for field in fields):
                 yield line, None, "not valid UTF-8: save the file as UTF-8 and import again"
                 continue
             yield line, fields, ""
 
 
-def _has_undecodable(text: str) -> bool:
-    return any("\udc80" <= char <= "\udcff" for char in text)
+# Bytes that were not UTF-8, as `surrogateescape` decoding leaves them.
+UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 def preview(path: Path) -> tuple[list[str], list[list[str]], str]:
@@ -96,9 +97,13 @@ def preview(path: Path) -> tuple[list[str], list[list[str]], str]:
 
 def typed(value: str) -> object:
     """CSV text as a number or boolean where it clearly is one; otherwise the text itself."""
+    first = value[:1]
+    if first in ("t", "f", "T", "F"):
+        lowered = value.lower()
+        return lowered == "true" if lowered in ("true", "false") else value
+    if not (first.isdigit() or first in ("-", "+", ".")):
+        return value
     lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
     try:
         number = float(value)
     except ValueError:
@@ -144,7 +149,7 @@ def run_import(job: Import) -> None:
     """Import every row; the connection is on the job's account schema."""
     path = stored_path(job)
     job.state, job.started_at = Import.State.RUNNING, timezone.now()
-    job.rows_total = max(0, _count_records(path) - 1)
+    job.rows_total = max(0, _count_lines(path) - 1)
     job.save(update_fields=["state", "started_at", "rows_total"])
     rows = read_rows(path)
     _, header, _ = next(rows)
@@ -155,7 +160,7 @@ def run_import(job: Import) -> None:
         if fields is None:
             _reject(job, [(line, problem)])
         elif not any(field.strip() for field in fields):
-            job.rows_total -= 1  # blank lines are not rows
+            pass  # a blank line is not a row
         else:
             item = row_item(job, header, fields, at)
             if isinstance(item, str):
@@ -166,6 +171,7 @@ def run_import(job: Import) -> None:
             _apply(job, chunk)
             chunk = []
     _apply(job, chunk)
+    job.rows_total = job.rows_done  # exact now: quoted line breaks and blank lines counted right
     job.state, job.finished_at = Import.State.DONE, timezone.now()
     job.save(update_fields=["state", "finished_at", "rows_total"])
 
@@ -211,8 +217,10 @@ def _reject(job: Import, problems: list[tuple[int, str]], count: bool = True) ->
         job.rows_done = job.rows_imported + job.rows_rejected
 
 
-def _count_records(path: Path) -> int:
-    return sum(1 for _ in read_rows(path))
+def _count_lines(path: Path) -> int:
+    """Lines in the file, fast: the progress bar's total until the exact count is known."""
+    with open(path, "rb") as data:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: data.read(1 << 20), b""))
 
 
 def fail(job: Import, error: str) -> None:
