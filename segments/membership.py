@@ -227,14 +227,15 @@ def apply_rules(
             for pk, matches in zip(ids, row[1:], strict=True):
                 if matches:
                     matching[pk].add(row[0])
+        # By person (the membership_person index), not segment x person pairs: one probe per
+        # person instead of one per segment and person.
         cursor.execute(
-            f"SELECT segment_id, person_id FROM {MEMBERSHIP} "
-            "WHERE segment_id = ANY(%s) AND person_id = ANY(%s)",
-            [ids, people],
+            f"SELECT segment_id, person_id FROM {MEMBERSHIP} WHERE person_id = ANY(%s)", [people]
         )
         current = {pk: set() for pk in ids}
         for segment_id, person_id in cursor.fetchall():
-            current[segment_id].add(person_id)
+            if segment_id in current:
+                current[segment_id].add(person_id)
         entered = [(pk, p) for pk in ids for p in matching[pk] - current[pk]]
         exited = [(pk, p) for pk in ids for p in current[pk] - matching[pk]]
         if not (entered or exited):
