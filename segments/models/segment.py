@@ -100,9 +100,7 @@ class MembershipChange(models.Model):
         API = "api", "Track API"
 
     segment = models.ForeignKey(Segment, on_delete=models.DB_CASCADE, related_name="changes")
-    person = models.ForeignKey(
-        Person, on_delete=models.DB_CASCADE, related_name="segment_changes"
-    )
+    person = models.ForeignKey(Person, on_delete=models.DB_CASCADE, related_name="segment_changes")
     entered = models.BooleanField()  # false: the person left
     at = models.DateTimeField()
     cause = models.CharField(max_length=10, choices=Cause.choices)
