@@ -13,6 +13,7 @@ segment-of-segment rule sees memberships already brought up to date. Every write
 account's advisory lock that the drain takes, so two writers never race on the same rows.
 """
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,9 @@ from django.db import connection
 
 from segments.compiler import compile_rule, compile_rules
 from segments.models import MembershipChange, Segment
-from segments.rules import Context, Node, parse_rule
+from segments.rules import Context, InvalidRule, Node, parse_rule
+
+log = logging.getLogger(__name__)
 
 MEMBERSHIP = "segments_membership"
 CHANGE = "segments_membershipchange"
@@ -45,6 +48,15 @@ def lock_account() -> None:
 def stored_rule(segment: Segment, graph: dict[int, list[int]]) -> Node:
     # Validated when saved; read again against today's segments (one may have been deleted).
     return parse_rule(segment.rules, Context(segments=graph, own_id=segment.pk, deliveries=True))
+
+
+def readable(segment: Segment, graph: dict[int, list[int]]) -> bool:
+    try:
+        stored_rule(segment, graph)
+    except InvalidRule as invalid:
+        log.error("segment %s has a rule that does not read: %s", segment.pk, invalid)
+        return False
+    return True
 
 
 def dependency_order(segments: Iterable[Segment]) -> list[Segment]:
@@ -186,11 +198,14 @@ def update_people(
         return {}
     now = now or datetime.now(UTC)
     segments = list(Segment.objects.all())
+    graph = graph_of(segments)
+    # A stored rule that no longer reads (it cannot happen through the editor) is skipped and
+    # logged: it must never make the drain refuse a batch.
     rule_based = [s for s in segments if not s.is_manual and s.rules is not None]
+    rule_based = [s for s in rule_based if readable(s, graph)]
     if not rule_based:
         return {}
     lock_account()
-    graph = graph_of(segments)
     changes: dict[int, Change] = {}
     for level in dependency_levels(rule_based):
         changes.update(apply_rules(level, graph, now, cause, people))

@@ -126,3 +126,12 @@ def test_manual_members_move_and_segments_reading_them_follow(cast):
         vips.refresh_from_db()
         assert vips.member_count == 1
         assert Segment.objects.get(pk=not_vips.pk).member_count == 1
+
+
+def test_a_stored_rule_that_no_longer_reads_never_blocks_the_drain(cast, spool):
+    with cast.acme:
+        broken = rule_segment("Pro", PLAN_IS_PRO)
+        Segment.objects.filter(pk=broken.pk).update(rules={"type": "teleport"})
+    spool_items(spool, cast.acme, wire.cio_identify("1", {"plan": "pro"}))
+    result = drain(spool)
+    assert (result.applied, result.dead) == (1, 0)
