@@ -37,22 +37,26 @@ class AccountRoutingMiddleware:
         self.tenant_suffix = f".{settings.BASE_DOMAIN}"
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        # A connection kept from an earlier request may still point at another account.
-        connection.set_schema_to_public()
+        # A connection kept from an earlier request may still point at another account: every
+        # branch below sets the schema it needs before anything reads through the connection.
         request.account = None
         host = request_host(request)
 
         if host == self.status_host:
+            connection.set_schema_to_public()
             request.side = STATUS_SIDE
             request.urlconf = settings.STATUS_URLCONF
             return self.get_response(request)
 
         if request.path_info.startswith(INGEST_PATH_PREFIXES):
+            connection.set_schema_to_public()
             request.side = PUBLIC_SIDE
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             return self.get_response(request)
 
         account = Account.objects.for_host(host) if self.may_be_account(host) else None
+        if account is None:
+            connection.set_schema_to_public()
         if account is None and host.endswith(self.tenant_suffix):
             request.side = ACCOUNT_SIDE
             return render(request, "accounts/unknown_account.html", {"host": host}, status=404)

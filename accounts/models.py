@@ -30,8 +30,19 @@ def generate_schema_name() -> str:
 
 class AccountQuerySet(models.QuerySet):
     def for_host(self, host: str) -> "Account | None":
-        domain = Domain.objects.select_related("tenant").filter(domain=host).first()
-        return domain.tenant if domain else None
+        # Schema-qualified, so the lookup works whatever the connection's search path is and
+        # a request for the same account as the last one needs no `SET search_path` at all.
+        found = list(
+            self.raw(
+                """
+                SELECT account.* FROM public.accounts_account AS account
+                JOIN public.accounts_domain AS domain ON domain.tenant_id = account.id
+                WHERE domain.domain = %s
+                """,
+                [host],
+            )
+        )
+        return found[0] if found else None
 
 
 class Account(TenantMixin):
@@ -53,6 +64,9 @@ class Account(TenantMixin):
     def activate(self) -> None:
         # Only the account's schema on the search path: a table missing from it must fail,
         # not silently read the control plane's table of the same name.
+        if connection.schema_name == self.schema_name and not connection.include_public_schema:
+            connection.tenant = self  # already there: keep the search path as it was set
+            return
         connection.set_tenant(self, include_public=False)
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -68,8 +68,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "segments/dashboard.html", context)
 
 
-def filter_form(request: HttpRequest) -> PeopleFilterForm:
-    return PeopleFilterForm(request.GET, segments=Segment.objects.order_by("name"))
+def filter_form(request: HttpRequest, segments: list[Segment] | None = None) -> PeopleFilterForm:
+    if segments is None:
+        segments = list(Segment.objects.order_by("name"))
+    return PeopleFilterForm(request.GET, segments=segments)
 
 
 def filtered_people(form: PeopleFilterForm):
@@ -88,7 +90,8 @@ def filtered_people(form: PeopleFilterForm):
 
 @teammate_required
 def people(request: HttpRequest) -> HttpResponse:
-    form = filter_form(request)
+    segments = list(Segment.objects.order_by("name"))
+    form = filter_form(request, segments)
     queryset, filtered = filtered_people(form)
     newest_first = request.GET.get("sort", "newest") != "oldest"
     page = page_by_time(queryset, "created_at", request.GET.get("after"), PAGE_SIZE, newest_first)
@@ -104,7 +107,7 @@ def people(request: HttpRequest) -> HttpResponse:
         "matches": min(matches, COUNT_CAP),
         "more_than_cap": matches > COUNT_CAP,
         "query": query.urlencode(),
-        "manual_segments": manual_segments(),
+        "manual_segments": [segment for segment in segments if segment.is_manual],
     }
     template = "segments/people.html#people-results" if request.htmx else "segments/people.html"
     return render(request, template, context)
