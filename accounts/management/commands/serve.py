@@ -1,5 +1,5 @@
 import os
-import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.management.commands.load_demo import DEMO_ACCOUNTS, STAFF
 from accounts.models import Account
+from config.workers import stop_requested
 
 # Background processes the run command keeps beside the web server, as manage.py commands.
 # Drain workers serialise per account and run in parallel across accounts.
@@ -21,21 +22,24 @@ WORKER_COMMANDS: list[list[str]] = [
 ]
 
 
-def supervise(commands: list[list[str]]) -> int:
-    """Run the commands together until one exits or we are told to stop; then stop them all.
+def supervise(web: list[str], workers: list[list[str]], address: tuple[str, int]) -> int:
+    """Run the web server and the workers until one exits or we are told to stop; then stop
+    them all. The workers start once the web server listens: on two cores, six Pythons
+    booting at once would only delay the first page.
 
     The embedded database (if any) stops after them, when this process exits.
     """
-    processes = [subprocess.Popen(command) for command in commands]
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while not stopping and all(process.poll() is None for process in processes):
+    stop = stop_requested()
+    processes = [subprocess.Popen(web)]
+    deadline = time.monotonic() + 30
+    while not stop() and processes[0].poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(address, timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    processes += [subprocess.Popen(command) for command in workers]
+    while not stop() and all(process.poll() is None for process in processes):
         time.sleep(0.2)
     exited = [process.returncode for process in processes if process.poll() is not None]
     for process in processes:
@@ -43,7 +47,7 @@ def supervise(commands: list[list[str]]) -> int:
             process.terminate()
     for process in processes:
         process.wait()
-    return 0 if stopping else (exited[0] or 1)
+    return 0 if stop() else (exited[0] or 1)
 
 
 class Command(BaseCommand):
@@ -61,14 +65,15 @@ class Command(BaseCommand):
             call_command("load_demo", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         self.print_banner(options["port"], demo=not options["no_demo"])
+        # --preload: Django is imported once and forked, not once per worker on two cores.
         web = [
             sys.executable, "-m", "gunicorn", "config.wsgi",
             "--bind", f"{options['host']}:{options['port']}",
-            "--workers", str(options["workers"]),
+            "--workers", str(options["workers"]), "--preload",
             "--access-logfile", "-",
         ]  # fmt: skip
         workers = [[sys.executable, "manage.py", *command] for command in WORKER_COMMANDS]
-        sys.exit(supervise([web, *workers]))
+        sys.exit(supervise(web, workers, (options["host"], options["port"])))
 
     def print_banner(self, port: int, *, demo: bool) -> None:
         base = f"http://{settings.BASE_DOMAIN}:{port}"
