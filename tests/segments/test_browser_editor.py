@@ -47,11 +47,16 @@ def editor_drawn(response) -> bool:
     return response.request.method == "POST" and "preview" not in response.url
 
 
-def choose(page: Page, selector: str, value: str) -> None:
-    """Pick an option; the editor is drawn again, so wait until it has been."""
+def redraw(page: Page, action) -> None:
+    """Do something that draws the editor again, and wait until htmx has wired up the new
+    inputs (it settles just after the response; a change before that would go unheard)."""
     with page.expect_response(editor_drawn):
-        page.locator(selector).select_option(value)
-    page.wait_for_timeout(100)  # htmx swaps and settles just after the response
+        action()
+    page.wait_for_timeout(300)
+
+
+def choose(page: Page, selector: str, value: str) -> None:
+    redraw(page, lambda: page.locator(selector).select_option(value))
 
 
 def build_a_nested_rule(page: Page, base: str) -> None:
@@ -64,8 +69,7 @@ def build_a_nested_rule(page: Page, base: str) -> None:
     page.locator('[name="r-0.value"]').fill("pro")
     expect(count).to_have_text("2")
 
-    with page.expect_response(editor_drawn):
-        page.get_by_role("button", name="Add group").click()
+    redraw(page, page.get_by_role("button", name="Add group").click)
     expect(page.locator('[name="r-1.op"]')).to_be_visible()
     choose(page, '[name="r-1.op"]', "and")
     page.locator('[name="r-1-0.name"]').fill("seats")
