@@ -206,10 +206,6 @@ class Invitation(models.Model):
     def __str__(self) -> str:
         return f"{self.email} ({self.role})"
 
-    @property
-    def is_pending(self) -> bool:
-        return self.accepted_at is None and self.revoked_at is None
-
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
@@ -313,11 +309,6 @@ class ApiKey(models.Model):
         return IssuedSecrets(self.site_id, api_key, write_key, self.tracker_key)
 
 
-class AuditEntryQuerySet(models.QuerySet):
-    def newest_first(self) -> "AuditEntryQuerySet":
-        return self.order_by("-created_at", "-id")
-
-
 class AuditEntry(models.Model):
     """Who changed what from the dashboard, and when. Account plane: each account its own."""
 
@@ -328,8 +319,6 @@ class AuditEntry(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     planes = {ACCOUNT}
-
-    objects = AuditEntryQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.target}"

@@ -6,7 +6,6 @@ either imported or listed with its line number and the reason it was not.
 """
 
 import csv
-import io
 import re
 import time
 import uuid
@@ -226,7 +225,3 @@ def _count_lines(path: Path) -> int:
 def fail(job: Import, error: str) -> None:
     job.state, job.error, job.finished_at = Import.State.FAILED, error, timezone.now()
     job.save(update_fields=["state", "error", "finished_at"])
-
-
-def open_text(data: bytes) -> io.StringIO:
-    return io.StringIO(data.decode("utf-8-sig", errors="replace"))
