@@ -138,6 +138,7 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "accounts",
     "segments",
+    "messaging",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
