@@ -124,6 +124,7 @@ SHARED_APPS = [
     "accounts",
     "ingest",
     "status",
+    "maintenance",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -139,6 +140,8 @@ TENANT_APPS = [
     "accounts",
     "segments",
     "messaging",
+    # Control-plane models only; in account schemas it sets the tables' storage parameters.
+    "maintenance",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -251,6 +254,35 @@ INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 30)
 IMPORTS_DIR = Path(os.environ.get("IMPORTS_DIR") or VAR_DIR / "imports")
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 1024 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- Maintenance: retention and the governor (maintenance/governor.py) ----------------------
+
+# How long accounts keep their data, in days, unless staff set a ceiling of their own for an
+# account; each account may choose shorter.
+RETENTION_DEFAULT_DAYS = {
+    "events": env_int("RETENTION_EVENTS_DAYS", 365),
+    "deliveries": env_int("RETENTION_DELIVERIES_DAYS", 365),
+    "dead_letters": env_int("RETENTION_DEAD_LETTERS_DAYS", 30),
+}
+RETENTION_MIN_DAYS = 1
+RETENTION_MAX_DAYS = 3650
+# Rows deleted per batch (one short transaction each) and how often cleanup starts a round.
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000)
+RETENTION_EVERY_SECONDS = env_int("RETENTION_EVERY_SECONDS", 900)
+# Background maintenance slots across all processes; at most one per account.
+GOVERNOR_MAX_SLOTS = env_int("GOVERNOR_MAX_SLOTS", 2)
+# Pause maintenance while this many spooled items wait, or the oldest waits this long (s).
+GOVERNOR_MAX_BACKLOG = env_int("GOVERNOR_MAX_BACKLOG", 5 * INGEST_BATCH_SIZE)
+GOVERNOR_MAX_BACKLOG_AGE = env_int("GOVERNOR_MAX_BACKLOG_AGE", 10)
+# Share of the time a slot works (0.5: it sleeps as long as each batch took); halved while
+# more than GOVERNOR_BUSY_QUERIES other queries are active in PostgreSQL.
+GOVERNOR_DUTY = float(env_int("GOVERNOR_DUTY_PERCENT", 50)) / 100
+GOVERNOR_BUSY_QUERIES = env_int("GOVERNOR_BUSY_QUERIES", 4)
+GOVERNOR_STALE_SECONDS = env_int("GOVERNOR_STALE_SECONDS", 900)
+if not 0 < GOVERNOR_DUTY <= 1:
+    raise ImproperlyConfigured("GOVERNOR_DUTY_PERCENT must be from 1 to 100")
+if GOVERNOR_MAX_SLOTS < 1:
+    raise ImproperlyConfigured("GOVERNOR_MAX_SLOTS must be at least 1")
 
 # --- Cache: every key carries the schema it was written from -------------------------------
 

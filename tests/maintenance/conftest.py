@@ -1,0 +1,17 @@
+from collections.abc import Iterator
+
+import pytest
+
+from ingest import spool as spool_module
+from ingest.spool import Spool, get_spool
+from maintenance import governor
+
+
+@pytest.fixture
+def spool(tmp_path, settings) -> Iterator[Spool]:
+    """A spool of this test's own, and a governor that reads it afresh."""
+    settings.INGEST_SPOOL_PATH = tmp_path / "spool.sqlite3"
+    governor._last_reading = None
+    yield get_spool()
+    spool_module._spools.clear()
+    governor._last_reading = None

@@ -1,0 +1,142 @@
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from maintenance import governor
+from maintenance.models import MaintenanceRun
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_bounds_the_slots_across_all_kinds(cast, spool, settings):
+    settings.GOVERNOR_MAX_SLOTS = 1
+    with governor.slot("retention", cast.acme):
+        with pytest.raises(governor.Busy):
+            with governor.slot("sweep", cast.globex, timeout=0.6):
+                pass
+    with governor.slot("sweep", cast.globex) as held:
+        assert held.run.state == MaintenanceRun.State.RUNNING
+    states = list(MaintenanceRun.objects.order_by("pk").values_list("kind", "state"))
+    assert states == [("retention", "done"), ("sweep", "failed"), ("sweep", "done")]
+
+
+def test_it_gives_an_account_to_one_job_at_a_time(cast, spool, settings):
+    settings.GOVERNOR_MAX_SLOTS = 3
+    with governor.slot("retention", cast.acme):
+        with pytest.raises(governor.Busy):
+            with governor.slot("move_account", cast.acme, timeout=0.6):
+                pass
+        with governor.slot("move_account", cast.globex):
+            assert MaintenanceRun.objects.live().count() == 2
+
+
+def test_a_slot_held_by_a_dead_process_is_freed(cast, spool, settings):
+    settings.GOVERNOR_MAX_SLOTS = 1
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    MaintenanceRun.objects.create(
+        kind="retention", account_id=cast.acme.pk, host=governor.HOST, pid=gone.pid,
+        state=MaintenanceRun.State.RUNNING,
+    )  # fmt: skip
+    with governor.slot("retention", cast.globex, timeout=2):
+        pass
+    assert MaintenanceRun.objects.get(pid=gone.pid).state == MaintenanceRun.State.LOST
+
+
+def test_a_slot_without_a_heartbeat_is_freed(cast, spool, settings):
+    settings.GOVERNOR_MAX_SLOTS = 1
+    settings.GOVERNOR_STALE_SECONDS = 60
+    run = MaintenanceRun.objects.create(
+        kind="retention", host="another-node", pid=os.getpid(), state="running"
+    )
+    MaintenanceRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=run.heartbeat_at - governor.timedelta(minutes=5)
+    )
+    with governor.slot("retention", cast.globex, timeout=2):
+        pass
+    run.refresh_from_db()
+    assert run.state == MaintenanceRun.State.LOST
+
+
+def test_it_pauses_while_the_drain_is_behind_and_says_why(cast, spool, settings):
+    settings.GOVERNOR_MAX_BACKLOG = 5
+    spool.append(str(cast.acme.pk), ["{}"] * 10)
+    released = []
+
+    def drain_later() -> None:
+        time.sleep(1.5)
+        ids = [row[0] for row in spool.db.execute("SELECT id FROM items").fetchall()]
+        spool.release(ids)
+        released.append(len(ids))
+
+    with governor.slot("retention", cast.acme) as held:
+        seen = []
+        original = held._save
+
+        def watch(state, reason, force=False):
+            seen.append((state, reason))
+            original(state, reason, force=True)
+
+        held._save = watch
+        draining = threading.Thread(target=drain_later)
+        draining.start()
+        waited = held.wait_if_behind()
+        draining.join()
+    assert released == [10]
+    assert waited >= 1.0
+    assert ("paused", "drain behind: 10 items waiting (limit 5)") in seen
+    assert seen[-1] == ("running", "")
+    run = MaintenanceRun.objects.get()
+    assert run.paused_seconds >= 1.0 and run.state == "done"
+
+
+def test_an_old_item_counts_as_behind(cast, spool, settings):
+    settings.GOVERNOR_MAX_BACKLOG_AGE = 2
+    spool.append(str(cast.acme.pk), ["{}"])
+    spool.db.execute("UPDATE items SET received_at = received_at - 30")
+    reason = governor.read_traffic().behind()
+    assert reason is not None and reason.startswith("drain behind: oldest item waits 30 s")
+    assert 0.5 <= governor.wait_if_behind(max_wait=0.5) < 2
+
+
+def test_a_deliberately_paused_account_does_not_hold_maintenance_back(cast, spool, settings):
+    settings.GOVERNOR_MAX_BACKLOG = 5
+    spool.append(str(cast.acme.pk), ["{}"] * 10)
+    spool.pause(str(cast.acme.pk))
+    assert governor.read_traffic().behind() is None
+    assert governor.wait_if_behind(max_wait=0.5) == 0.0
+
+
+def test_it_stops_waiting_when_told_to(cast, spool, settings):
+    settings.GOVERNOR_MAX_BACKLOG = 0
+    spool.append(str(cast.acme.pk), ["{}"])
+    with pytest.raises(governor.Stopped):
+        governor.wait_if_behind(stop=lambda: True)
+
+
+def test_pace_keeps_the_duty_cycle_and_halves_it_when_the_database_is_busy(spool, settings, db):
+    settings.GOVERNOR_DUTY = 0.5
+    assert governor.pace(0.2) == pytest.approx(0.2)
+    governor._last_reading = None
+    settings.GOVERNOR_BUSY_QUERIES = -1  # any count of other queries is "busy"
+    started = time.monotonic()
+    assert governor.pace(0.2) == pytest.approx(0.6)
+    assert time.monotonic() - started >= 0.55
+
+
+def test_progress_is_recorded_on_the_run(cast, spool, settings):
+    settings.GOVERNOR_DUTY = 1.0
+    with governor.slot("retention", cast.acme) as held:
+        held.pace(1000)
+        held.pace(500)
+    run = MaintenanceRun.objects.get()
+    assert (run.kind, run.account_label, run.rows_done, run.state) == (
+        "retention",
+        "acme",
+        1500,
+        "done",
+    )
+    assert run.started_at and run.finished_at and run.rows_per_second > 0
