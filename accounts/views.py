@@ -35,7 +35,9 @@ login_view = auth_views.LoginView.as_view(
     authentication_form=EmailAuthenticationForm,
     redirect_authenticated_user=True,
 )
-logout_view = auth_views.LogoutView.as_view()
+# The next page is the view's own, not LOGOUT_REDIRECT_URL: the admin's logout on the public
+# side would reverse it in a URLconf without it (a 500 on every staff logout from /admin/).
+logout_view = auth_views.LogoutView.as_view(next_page="login")
 password_change = teammate_required(
     auth_views.PasswordChangeView.as_view(template_name="accounts/password_change.html")
 )
