@@ -17,9 +17,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from tests.isolation.access_table import (
     PUBLIC_URLS,
     ROLES,
-    TEAM,
     STAFF,
     STATUS_URLS,
+    TEAM,
     TENANT_URLS,
     Access,
     admin_model_urls,
