@@ -159,3 +159,7 @@ def client_as(cast) -> Callable[[str, str], Client]:
         return replay(signed_in, host)
 
     return make
+
+
+# The ingestion tests' spool and keys, for the API credential checks.
+from tests.ingest.conftest import acme_key, globex_key, spool  # noqa: E402, F401
