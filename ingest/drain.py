@@ -50,10 +50,11 @@ def drain_once(spool: Spool, batch_size: int, lease_seconds: float) -> PassResul
         for account, group in groups.items():
             applied_counts[str(account.pk)] = apply_group(account, group, result, spool)
         spool.record_applied(applied_counts)
+        spool.end_lease(items[0].account)
     except DatabaseDown:
         result.database_down = True
         # Let the lease lapse soon so that the items are retried once PostgreSQL is back.
-        spool.retry_later([item.id for item in items], delay_seconds=1)
+        spool.retry_later(items[0].account, delay_seconds=1)
     finally:
         connection.set_schema_to_public()
     return result

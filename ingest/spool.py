@@ -5,6 +5,11 @@ acknowledged only after its items are committed here with `synchronous=FULL`, i.
 Drain workers lease items, apply them to PostgreSQL, and delete them only after that commit;
 a worker killed mid-batch leaves a lease that expires, and the items are applied again, which
 is harmless because applying is idempotent (event dedupe keys, attribute timestamps).
+
+A lease is one row per account (the range of item ids a worker took), not a mark on every
+item: claiming 50,000 items then writes one row instead of rewriting every page that holds
+them. The drain's own writes (leases, releases, apply counts) commit without fsync: losing
+them to a power cut only means applying some items again, which changes nothing.
 """
 
 import json
@@ -26,8 +31,14 @@ CREATE TABLE IF NOT EXISTS items (
     lease_until REAL NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS items_by_lease ON items (lease_until, id);
+DROP INDEX IF EXISTS items_by_lease;
 CREATE INDEX IF NOT EXISTS items_by_account ON items (account, id);
+CREATE TABLE IF NOT EXISTS leases (
+    account TEXT PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    until REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS applied (
     account TEXT NOT NULL,
     minute INTEGER NOT NULL,
@@ -53,7 +64,6 @@ class SpooledItem:
     id: int
     account: str
     payload: str
-    attempts: int
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ class Spool:
         conn = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             conn = self._connect()
-            self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.conn, self._local.pid, self._local.durable = conn, os.getpid(), True
         return conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -110,55 +120,63 @@ class Spool:
         """Lease up to `limit` of the oldest items of one account no other worker is on.
 
         One account per batch keeps workers out of each other's way: each applies whole
-        batches for its own account while another works on a different one.
+        batches for its own account while another works on a different one. The lease lasts
+        until `end_lease` (or `retry_later`), or until it expires because its worker died.
         """
         now = time.time()
-        with self._transaction() as db:
+        with self._transaction(durable=False) as db:
             row = db.execute(
                 """
                 SELECT account FROM items
-                WHERE lease_until < ?
-                  AND account NOT IN (SELECT account FROM paused)
-                  AND account NOT IN (SELECT account FROM items WHERE lease_until >= ?)
+                WHERE account NOT IN (SELECT account FROM paused)
+                  AND account NOT IN (SELECT account FROM leases WHERE until >= ?)
                 ORDER BY id LIMIT 1
                 """,
-                (now, now),
+                (now,),
             ).fetchone()
             if row is None:
                 return []
             rows = db.execute(
-                """
-                UPDATE items SET lease_until = ?, attempts = attempts + 1
-                WHERE id IN (
-                    SELECT id FROM items WHERE account = ? AND lease_until < ?
-                    ORDER BY id LIMIT ?
-                )
-                RETURNING id, account, payload, attempts
-                """,
-                (now + lease_seconds, row[0], now, limit),
+                "SELECT id, account, payload FROM items WHERE account = ? ORDER BY id LIMIT ?",
+                (row[0], limit),
             ).fetchall()
-        rows.sort()
+            db.execute(
+                "INSERT OR REPLACE INTO leases (account, first_id, last_id, until)"
+                " VALUES (?, ?, ?, ?)",
+                (row[0], rows[0][0], rows[-1][0], now + lease_seconds),
+            )
         return [SpooledItem(*row) for row in rows]
 
     def release(self, ids: list[int]) -> None:
         """Forget items that are committed in PostgreSQL (or moved to the dead letters)."""
-        with self._transaction() as db:
-            for start in range(0, len(ids), 10_000):
+        with self._transaction(durable=False) as db:
+            for start in range(0, len(ids), 50_000):
                 db.execute(
                     "DELETE FROM items WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(ids[start : start + 10_000]),),
+                    (json.dumps(ids[start : start + 50_000]),),
                 )
 
-    def retry_later(self, ids: list[int], delay_seconds: float) -> None:
-        with self._transaction() as db:
-            db.executemany(
-                "UPDATE items SET lease_until = ? WHERE id = ?",
-                [(time.time() + delay_seconds, i) for i in ids],
+    def end_lease(self, account: str) -> None:
+        """The worker is done with the account's batch: others may claim the account."""
+        with self._transaction(durable=False) as db:
+            db.execute("DELETE FROM leases WHERE account = ?", (account,))
+
+    def retry_later(self, account: str, delay_seconds: float) -> None:
+        """Keep the account's leased items back for a while, then let any worker take them."""
+        with self._transaction(durable=False) as db:
+            db.execute(
+                "UPDATE leases SET until = ? WHERE account = ?",
+                (time.time() + delay_seconds, account),
             )
+
+    def leased_accounts(self) -> list[str]:
+        """Accounts a worker is applying a batch for right now."""
+        rows = self.db.execute("SELECT account FROM leases WHERE until >= ?", (time.time(),))
+        return [row[0] for row in rows.fetchall()]
 
     def record_applied(self, counts: dict[str, int]) -> None:
         minute = int(time.time() // 60)
-        with self._transaction() as db:
+        with self._transaction(durable=False) as db:
             db.executemany(
                 """
                 INSERT INTO applied (account, minute, count) VALUES (?, ?, ?)
@@ -224,8 +242,13 @@ class Spool:
         ).fetchone()
         return (row[0], row[1]) if row else None
 
-    def _transaction(self) -> "_Transaction":
-        return _Transaction(self.db)
+    def _transaction(self, durable: bool = True) -> "_Transaction":
+        """durable=False: commit without fsync, for writes that are safe to lose (see top)."""
+        db = self.db
+        if getattr(self._local, "durable", True) != durable:
+            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._local.durable = durable
+        return _Transaction(db)
 
 
 class _Transaction:

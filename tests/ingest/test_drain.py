@@ -111,5 +111,5 @@ def test_concurrent_workers_each_get_an_account_of_their_own(cast, spool):
     assert {item.account for item in first} == {str(cast.acme.pk)}
     assert {item.account for item in second} == {str(cast.globex.pk)}
     assert spool.claim(limit=100, lease_seconds=60) == []
-    spool.retry_later([item.id for item in first], delay_seconds=-1)  # the lease lapses
+    spool.retry_later(str(cast.acme.pk), delay_seconds=-1)  # the lease lapses
     assert len(spool.claim(limit=100, lease_seconds=60)) == 3

@@ -132,10 +132,10 @@ class Ferry:
             return db.execute("SELECT count(*) FROM items").fetchone()[0]
 
     def leased(self) -> int:
-        """Items a drain worker has claimed and not yet released: it is mid-batch."""
+        """Leases a drain worker holds and has not yet ended: it is mid-batch."""
         with sqlite3.connect(self.spool_path, timeout=30) as db:
             return db.execute(
-                "SELECT count(*) FROM items WHERE lease_until > ?", (time.time(),)
+                "SELECT count(*) FROM leases WHERE until > ?", (time.time(),)
             ).fetchone()[0]
 
     def stop(self) -> None:
