@@ -1,9 +1,14 @@
 """Applying spooled items to one account's tables, set-wise, in one transaction.
 
 Person state is resolved in Python (items must be applied in order, attribute by attribute),
-then written with a handful of set-based statements: new and changed people through `unnest`,
-events through COPY into a temporary table and one INSERT … ON CONFLICT DO NOTHING whose
-RETURNING rows feed the activity summaries, so a replayed event changes nothing.
+then written with a handful of set-based statements: new people by COPY with ids taken from
+their sequence beforehand, changed people by one UPDATE over `unnest` arrays, new events by
+COPY after one lookup of the batch's dedupe keys (so a replayed event changes nothing), and
+activity summaries and events per day by one upsert each.
+
+Large lists travel as one JSON text each (`as_json`), unpacked by PostgreSQL
+(`json_array_elements_text`, `json_to_recordset`): adapting a Python list to an SQL array
+goes element by element in Python and cost more than the statements themselves.
 
 Every statement is parameterised; the only names in SQL text are our own table names.
 """
@@ -13,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
+import psycopg
 from django.db import connection, transaction
 
 from segments.membership import Cause, change_members
@@ -27,6 +33,8 @@ SUPPRESSION = "segments_suppression"
 ANONYMOUS_MERGE_WINDOW_DAYS = 30
 # Customer.io removes an attribute that is sent empty.
 EMPTY = (None, "")
+# `column = ANY_OF_JSON` with a JSON list of strings (see as_json) as the parameter.
+ANY_OF_JSON = "ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
 
 
 @dataclass
@@ -39,6 +47,8 @@ class PersonState:
     unsubscribed: bool
     created: bool = False
     changed: bool = False
+    # Loaded without attributes: the batch only gives this person events.
+    partial: bool = False
 
 
 @dataclass
@@ -55,6 +65,7 @@ class Batch:
         self.by_id: dict[str, PersonState] = {}
         self.by_email: dict[str, PersonState] = {}
         self.by_anonymous: dict[str, PersonState] = {}
+        self.loaded: dict[int, PersonState] = {}
         self.deleted: set[int] = set()
         self.suppressed: set[tuple[str, str]] = set()
         self.events: list[tuple] = []
@@ -62,49 +73,86 @@ class Batch:
         self.segment_items: list[tuple[int, dict]] = []  # (item index, manual segment change)
 
     def load(self, items: list[dict]) -> None:
+        """Read the people the items name: whole for the ones whose attributes may change,
+        identifiers only for the ones that only get events."""
         ids, emails, anonymous = set(), set(), set()
+        event_ids, event_emails = set(), set()
         for item in items:
             person = item.get("person") or {}
-            if "id" in person:
-                ids.add(person["id"])
-            if "email" in person:
-                emails.add(person["email"])
+            if item["op"] == "event":
+                if "id" in person:
+                    event_ids.add(person["id"])
+                if "email" in person:
+                    event_emails.add(person["email"])
+            else:
+                if "id" in person:
+                    ids.add(person["id"])
+                if "email" in person:
+                    emails.add(person["email"])
             attributes = item.get("attributes") or {}
             if isinstance(attributes.get("email"), str):
                 emails.add(attributes["email"])
             if item.get("anonymous_id"):
                 anonymous.add(item["anonymous_id"])
-        if not (ids or emails or anonymous):
+        event_ids -= ids
+        event_emails -= emails
+        if not (ids or emails or anonymous or event_ids or event_emails):
             return
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 f"""
                 SELECT kind, value FROM {SUPPRESSION}
-                WHERE (kind = 'id' AND value = ANY(%s)) OR (kind = 'email' AND value = ANY(%s))
+                WHERE (kind = 'id' AND value = {ANY_OF_JSON})
+                   OR (kind = 'email' AND value = {ANY_OF_JSON})
                 """,
-                [list(ids), list(emails)],
+                [as_json([*ids, *event_ids]), as_json([*emails, *event_emails])],
             )
             self.suppressed = {(kind, value) for kind, value in cursor.fetchall()}
-        # One indexed lookup per identifier kind; an OR across them would scan the table.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                SELECT id, customer_id, email, attributes, attribute_times, unsubscribed
-                FROM {PERSON} WHERE customer_id = ANY(%s)
-                UNION
-                SELECT id, customer_id, email, attributes, attribute_times, unsubscribed
-                FROM {PERSON} WHERE lower(email) = ANY(%s)
-                UNION
-                SELECT id, customer_id, email, attributes, attribute_times, unsubscribed
-                FROM {PERSON} WHERE attributes->>'anonymous_id' = ANY(%s)
-                """,
-                [list(ids), list(emails), list(anonymous)],
-            )
-            for row in cursor.fetchall():
-                attributes, times = row[3], row[4]
-                if isinstance(attributes, str):
-                    attributes, times = orjson.loads(attributes), orjson.loads(times)
-                self.remember(PersonState(row[0], row[1], row[2], attributes, times, row[5]))
+            # One indexed lookup per identifier kind; an OR across them would scan the table.
+            # UNION ALL: duplicates are dropped below, not by comparing whole rows.
+            if ids or emails or anonymous:
+                cursor.execute(
+                    f"""
+                    SELECT id, customer_id, email, attributes::text, attribute_times::text,
+                           unsubscribed
+                    FROM {PERSON} WHERE customer_id = {ANY_OF_JSON}
+                    UNION ALL
+                    SELECT id, customer_id, email, attributes::text, attribute_times::text,
+                           unsubscribed
+                    FROM {PERSON} WHERE lower(email) = {ANY_OF_JSON}
+                    UNION ALL
+                    SELECT id, customer_id, email, attributes::text, attribute_times::text,
+                           unsubscribed
+                    FROM {PERSON} WHERE attributes->>'anonymous_id' = {ANY_OF_JSON}
+                    """,
+                    [as_json(ids), as_json(emails), as_json(anonymous)],
+                )
+                loads = orjson.loads
+                for id_, customer_id, email, attributes, times, unsubscribed in cursor:
+                    if id_ not in self.loaded:
+                        state = PersonState(
+                            id_, customer_id, email, loads(attributes), loads(times), unsubscribed
+                        )
+                        self.loaded[id_] = state
+                        self.remember(state)
+            if event_ids or event_emails:
+                cursor.execute(
+                    f"""
+                    SELECT id, customer_id, email, unsubscribed FROM {PERSON}
+                    WHERE customer_id = {ANY_OF_JSON}
+                    UNION ALL
+                    SELECT id, customer_id, email, unsubscribed FROM {PERSON}
+                    WHERE lower(email) = {ANY_OF_JSON}
+                    """,
+                    [as_json(event_ids), as_json(event_emails)],
+                )
+                for id_, customer_id, email, unsubscribed in cursor:
+                    if id_ not in self.loaded:
+                        state = PersonState(
+                            id_, customer_id, email, {}, {}, unsubscribed, partial=True
+                        )
+                        self.loaded[id_] = state
+                        self.remember(state)
 
     def remember(self, state: PersonState) -> None:
         if state.customer_id:
@@ -152,6 +200,10 @@ class Batch:
 
 def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) -> str | None:
     """Apply attribute changes older-loses; returns a reason if the change must fail."""
+    if state.partial:
+        # Batch.load reads people whole wherever an item may change them; reaching here
+        # would mean writing attributes that were never read. Item by item, it is read whole.
+        raise ValueError("person loaded without attributes")
     new_email = values.get("email")
     if isinstance(new_email, str) and new_email != (state.email or "").lower():
         owner = batch.by_email.get(new_email)
@@ -242,7 +294,7 @@ def apply_items(items: list[dict]) -> Outcome:
         batch = Batch()
         batch.load(items)
         outcome = plan(batch, items, received_at)
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             write_people(cursor, batch, received_at)
             write_events(cursor, batch, received_at)
             merge_anonymous(cursor, batch)
@@ -273,6 +325,13 @@ def write_segment_changes(cursor, batch: Batch, outcome: Outcome) -> None:
         change_members(segment, people, Cause.API, add=item["op"] == "segment_add")
 
 
+def bound_cursor() -> psycopg.Cursor:
+    """A cursor on the account's connection (search path already set) that sends parameters
+    separately from the SQL, arrays in binary, instead of quoting them into the text."""
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
 def write_people(cursor, batch: Batch, now: float) -> None:
     if batch.deleted:
         cursor.execute(f"DELETE FROM {PERSON} WHERE id = ANY(%s)", [list(batch.deleted)])
@@ -282,47 +341,47 @@ def write_people(cursor, batch: Batch, now: float) -> None:
     created = [s for s in states.values() if s.created and s.id is None]
     changed = [s for s in states.values() if s.changed and s.id is not None]
     stamp = datetime.fromtimestamp(now, UTC)
-    if not (created or changed):
-        return
-    # People travel by COPY into a scratch table: binding thousands of values as query
-    # parameters costs more than the writes themselves.
-    cursor.execute("DROP TABLE IF EXISTS pg_temp.incoming_people")
-    cursor.execute(
-        """
-        CREATE TEMPORARY TABLE incoming_people (
-            n integer, id bigint, customer_id text, email text, attributes jsonb,
-            attribute_times jsonb, unsubscribed boolean
-        ) ON COMMIT DROP
-        """
-    )
-    with cursor.copy("COPY incoming_people FROM STDIN") as copy:
-        for n, state in enumerate(created):
-            copy.write_row((n, None, *person_row(state)))
-        for state in changed:
-            copy.write_row((None, state.id, *person_row(state)))
     if created:
+        # New people go in by COPY with ids drawn from the table's sequence first: the
+        # batch's events need the ids, and COPY returns none.
         cursor.execute(
-            f"""
-            INSERT INTO {PERSON} (customer_id, email, attributes, attribute_times, unsubscribed,
-                                  created_at, updated_at)
-            SELECT customer_id, email, attributes, attribute_times, unsubscribed, %s, %s
-            FROM incoming_people WHERE id IS NULL ORDER BY n
-            RETURNING id
-            """,
-            [stamp, stamp],
+            f"SELECT nextval(pg_get_serial_sequence('{PERSON}', 'id')) FROM generate_series(1, %s)",
+            [len(created)],
         )
-        for state, row in zip(created, cursor.fetchall(), strict=True):
-            state.id = row[0]
+        for state, (new_id,) in zip(created, cursor.fetchall(), strict=True):
+            state.id = new_id
+        names = (
+            "id, customer_id, email, attributes, attribute_times, unsubscribed, created_at, "
+            "updated_at"
+        )
+        with cursor.copy(f"COPY {PERSON} ({names}) FROM STDIN") as copy:
+            for state in created:
+                copy.write_row((state.id, *person_row(state), stamp, stamp))
     if changed:
+        rows = [
+            (s.id, s.customer_id, s.email, s.attributes, s.attribute_times, s.unsubscribed)
+            for s in changed
+        ]
         cursor.execute(
             f"""
             UPDATE {PERSON} AS p SET customer_id = i.customer_id, email = i.email,
                 attributes = i.attributes, attribute_times = i.attribute_times,
                 unsubscribed = i.unsubscribed, updated_at = %s
-            FROM incoming_people AS i WHERE i.id IS NOT NULL AND p.id = i.id
+            FROM (
+                SELECT (r->>0)::bigint AS id, r->>1 AS customer_id, r->>2 AS email,
+                       r->3 AS attributes, r->4 AS attribute_times,
+                       (r->>5)::boolean AS unsubscribed
+                FROM jsonb_array_elements(%s::jsonb) AS r
+            ) AS i
+            WHERE p.id = i.id
             """,
-            [stamp],
+            [stamp, as_json(rows)],
         )
+
+
+def as_json(values) -> str:
+    """A list (or set, or list of rows) as one JSON text, for ANY_OF_JSON and the like."""
+    return orjson.dumps(values if isinstance(values, list) else list(values)).decode()
 
 
 def to_json(value: object) -> str:
@@ -360,7 +419,9 @@ def write_events(cursor, batch: Batch, now: float) -> None:
     unique: dict[str, tuple] = {}
     for event in batch.events:
         unique.setdefault(event[-1], event)  # a key repeated in the batch: the first one wins
-    cursor.execute(f"SELECT dedupe_key FROM {EVENT} WHERE dedupe_key = ANY(%s)", [list(unique)])
+    cursor.execute(
+        f"SELECT dedupe_key FROM {EVENT} WHERE dedupe_key = {ANY_OF_JSON}", [as_json(unique)]
+    )
     for (stored,) in cursor.fetchall():
         del unique[stored]
     if not unique:
@@ -397,27 +458,19 @@ def write_events(cursor, batch: Batch, now: float) -> None:
 def write_summaries(cursor, summaries: dict[tuple[int, str], list]) -> None:
     if not summaries:
         return
-    cursor.execute("DROP TABLE IF EXISTS pg_temp.incoming_summaries")
-    cursor.execute(
-        """
-        CREATE TEMPORARY TABLE incoming_summaries (
-            person_id bigint, name text, count integer, first_at timestamptz, last_at timestamptz
-        ) ON COMMIT DROP
-        """
-    )
-    with cursor.copy("COPY incoming_summaries FROM STDIN") as copy:
-        for (person_id, name), (count, first, last) in summaries.items():
-            copy.write_row((person_id, name, count, first, last))
     cursor.execute(
         f"""
         INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
-        SELECT person_id, name, count, first_at, last_at FROM incoming_summaries
-        ORDER BY person_id, name
+        SELECT (r->>0)::bigint, r->>1, (r->>2)::integer, (r->>3)::timestamptz,
+               (r->>4)::timestamptz
+        FROM json_array_elements(%s::json) AS r
+        ORDER BY 1, 2
         ON CONFLICT (person_id, name) DO UPDATE SET
             count = s.count + excluded.count,
             first_at = least(s.first_at, excluded.first_at),
             last_at = greatest(s.last_at, excluded.last_at)
-        """
+        """,
+        [as_json([(*key, *value) for key, value in summaries.items()])],
     )
 
 

@@ -113,3 +113,52 @@ def test_concurrent_workers_each_get_an_account_of_their_own(cast, spool):
     assert spool.claim(limit=100, lease_seconds=60) == []
     spool.retry_later(str(cast.acme.pk), delay_seconds=-1)  # the lease lapses
     assert len(spool.claim(limit=100, lease_seconds=60)) == 3
+
+
+def test_a_person_who_only_gets_events_keeps_every_attribute(cast, spool):
+    spool_items(spool, cast.acme, wire.cio_identify("7", {"plan": "pro", "email": "s@e.example"}))
+    drain(spool)
+    # Read for the events alone, without attributes: nothing of theirs may be written back.
+    spool_items(spool, cast.acme, *[wire.cio_event("7", {"name": "login"}) for _ in range(3)])
+    drain(spool)
+    person = people(cast.acme)["7"]
+    assert person.attributes == {"plan": "pro", "email": "s@e.example"}
+    assert [e.person_id for e in events(cast.acme)] == [person.pk] * 3
+
+
+def test_one_batch_can_name_a_person_by_id_and_by_email(cast, spool):
+    spool_items(spool, cast.acme, wire.cio_identify("8", {"email": "both@e.example", "a": 1}))
+    drain(spool)
+    spool_items(
+        spool, cast.acme,
+        wire.cio_event("8", {"name": "by id"}),
+        wire.cio_identify("both@e.example", {"b": 2}),
+        wire.cio_event("both@e.example", {"name": "by email"}),
+        wire.cio_identify("8", {"c": 3}),
+    )  # fmt: skip
+    drain(spool)
+    (person,) = people(cast.acme).values()
+    assert person.attributes == {"email": "both@e.example", "a": 1, "b": 2, "c": 3}
+    assert {e.name: e.person_id for e in events(cast.acme)} == {
+        "by id": person.pk,
+        "by email": person.pk,
+    }
+
+
+def test_people_new_in_a_batch_get_their_events_and_summaries(cast, spool):
+    spool_items(
+        spool, cast.acme,
+        wire.cio_event("9", {"name": "signup", "timestamp": 1700000000}),
+        wire.cio_identify("9", {"plan": "free"}),
+        wire.cio_event("10", {"name": "signup", "timestamp": 1700000100}),
+        wire.cio_event("9", {"name": "signup", "timestamp": 1700000200}),
+    )  # fmt: skip
+    drain(spool)
+    everyone = people(cast.acme)
+    assert everyone["9"].attributes == {"plan": "free"}
+    with cast.acme:
+        summaries = {
+            (s.person.customer_id, s.count, s.first_at.timestamp(), s.last_at.timestamp())
+            for s in ActivitySummary.objects.select_related("person")
+        }
+    assert summaries == {("9", 2, 1700000000, 1700000200), ("10", 1, 1700000100, 1700000100)}
