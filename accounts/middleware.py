@@ -22,7 +22,8 @@ from accounts.models import Account
 ACCOUNT_SIDE = "account"
 PUBLIC_SIDE = "public"
 STATUS_SIDE = "status"
-INGEST_PATH_PREFIXES = ("/api/", "/v1/", "/track/")
+# /email/: recipients' unsubscribe, open and click links and provider webhooks (messaging).
+INGEST_PATH_PREFIXES = ("/api/", "/v1/", "/track/", "/email/")
 
 
 def request_host(request: HttpRequest) -> str:

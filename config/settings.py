@@ -314,9 +314,45 @@ else:
         "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "OPTIONS": {"file_path": VAR_DIR / "mail"},
     }
-MAILERS = {"default": DEFAULT_MAILER}
+# Broadcasts have a mailer of their own, so production can send them through a provider's
+# SMTP relay (with its tracking webhooks) while Ferry's own mail goes elsewhere.
+if env_str("BROADCAST_SMTP_HOST", ""):
+    BROADCAST_MAILER = {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": env_str("BROADCAST_SMTP_HOST", ""),
+            "port": env_int("BROADCAST_SMTP_PORT", 587),
+            "username": env_str("BROADCAST_SMTP_USERNAME", ""),
+            "password": env_str("BROADCAST_SMTP_PASSWORD", ""),
+            "use_tls": env_bool("BROADCAST_SMTP_USE_TLS", True),
+            "timeout": env_int("BROADCAST_SMTP_TIMEOUT", 20),
+        },
+    }
+else:
+    BROADCAST_MAILER = DEFAULT_MAILER
+MAILERS = {"default": DEFAULT_MAILER, "broadcasts": BROADCAST_MAILER}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"Ferry <ferry@{BASE_DOMAIN}>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Messaging ----------------------------------------------------------------------------
+
+# Links in messages (unsubscribe, preferences, open pixel, clicks) point at the public side.
+MESSAGING_LINK_BASE_URL = env_str("MESSAGING_LINK_BASE_URL", PUBLIC_URL)
+MESSAGING_MESSAGE_ID_DOMAIN = env_str("MESSAGING_MESSAGE_ID_DOMAIN", f"ferry.{BASE_DOMAIN}")
+# How long links stay valid: unsubscribing must work for a long time; tracking less so.
+MESSAGING_UNSUBSCRIBE_MAX_AGE = env_int("MESSAGING_UNSUBSCRIBE_MAX_AGE", 60 * 60 * 24 * 365)
+MESSAGING_TRACKING_MAX_AGE = env_int("MESSAGING_TRACKING_MAX_AGE", 60 * 60 * 24 * 90)
+# Messages per second per sending worker (0: as fast as the mail server takes them).
+MESSAGING_SEND_RATE = env_int("MESSAGING_SEND_RATE", 200)
+# Deliveries claimed per round; after a crash at most this many are in doubt.
+MESSAGING_CLAIM_BATCH = env_int("MESSAGING_CLAIM_BATCH", 100)
+# A claim older than this belonged to a sender that died mid-batch.
+MESSAGING_CLAIM_TIMEOUT = env_int("MESSAGING_CLAIM_TIMEOUT", 600)
+# Provider webhooks through django-anymail (Mailgun and SendGrid formats are routed).
+ANYMAIL = {
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "") or None,
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", ""),
+}
 
 # --- Status page --------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("staff/", include("accounts.staff_urls")),
     path("admin/", admin.site.urls),
     path("", include("ingest.urls")),
+    path("", include("messaging.public_urls")),
 ]
 
 handler500 = "config.errors.server_error"

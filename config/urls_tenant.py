@@ -6,6 +6,7 @@ from accounts import views as accounts_views
 
 urlpatterns = [
     path("", include("segments.urls")),
+    path("", include("messaging.urls")),
     path("login/", accounts_views.login_view, name="login"),
     path("logout/", accounts_views.logout_view, name="logout"),
     path("password/", accounts_views.password_change, name="password_change"),

@@ -21,6 +21,8 @@ import orjson
 import psycopg
 from django.db import connection, transaction
 
+from messaging.events import OPS as MESSAGING_OPS
+from messaging.events import record_items as record_messaging_items
 from segments.membership import Cause, change_members
 from segments.membership import update_people as update_segment_memberships
 from segments.models import Segment
@@ -275,6 +277,8 @@ def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:
                 state, None if state else anonymous_id, item["kind"], item["name"],
                 to_json(item["data"]), item["timestamp"], item["dedupe"],
             ))  # fmt: skip
+        elif op in MESSAGING_OPS:
+            pass  # recorded after the people are written: see record_messaging
         else:
             outcome.failures.append((index, f"unknown operation {op!r}"))
             continue
@@ -299,8 +303,16 @@ def apply_items(items: list[dict]) -> Outcome:
             write_events(cursor, batch, received_at)
             merge_anonymous(cursor, batch)
             write_segment_changes(cursor, batch, outcome)
-        update_segment_memberships(touched_people(batch))
+        unsubscribed = record_messaging(items)
+        update_segment_memberships(touched_people(batch) | unsubscribed)
     return outcome
+
+
+def record_messaging(items: list[dict]) -> set[int]:
+    """Opens, clicks, provider events and unsubscribes (messaging/events.py); returns the
+    people whose subscription changed."""
+    messaging_items = [item for item in items if item["op"] in MESSAGING_OPS]
+    return record_messaging_items(messaging_items) if messaging_items else set()
 
 
 def touched_people(batch: Batch) -> set[int]:

@@ -9,6 +9,7 @@ urlpatterns = [
     re_path(r"^api/v1/customers/(?P<identifier>.+)/events$", views.customer_event),
     re_path(r"^api/v1/customers/(?P<identifier>.+)$", views.customer),
     path("api/v1/events", views.anonymous_event),
+    path("api/v1/metrics", views.metrics),
     path("api/v1/segments/<str:segment_id>/add_customers", views.segment_add_customers),
     path("api/v1/segments/<str:segment_id>/remove_customers", views.segment_remove_customers),
     path("api/v2/entity", views.v2_entity),

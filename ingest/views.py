@@ -240,6 +240,14 @@ def browser(request: HttpRequest) -> HttpResponse:
     return accepted()
 
 
+@api_view("POST")
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Customer.io's delivery metrics from outside channels (recorded by messaging)."""
+    sender = track_sender(request)
+    spool(sender, [wire.cio_metric(read_json(request, wire.MAX_V1_BODY_BYTES))])
+    return accepted()
+
+
 # --- Manual segments ----------------------------------------------------------------------
 
 

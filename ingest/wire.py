@@ -376,3 +376,46 @@ def cio_segment_members(segment_id: str, body: Any, id_type: str | None, add: bo
         "op": "segment_add" if add else "segment_remove", "segment": int(segment_id),
         "id_type": id_type, "ids": values, "at": time.time(),
     }  # fmt: skip
+
+
+# --- Customer.io metrics (delivery events from outside channels) -------------------------
+
+METRICS = {
+    "bounced": "bounced", "clicked": "clicked", "converted": "converted",
+    "deferred": "deferred", "delivered": "delivered", "dropped": "failed",
+    "opened": "opened", "spammed": "spammed",
+}  # fmt: skip
+
+
+def cio_metric(body: Any) -> dict:
+    """`POST /api/v1/metrics`: an event for one of the account's deliveries, named by its
+    id or its Message-ID (recorded by messaging/events.py)."""
+    body = require_object(body, "body")
+    delivery = body.get("delivery_id")
+    if isinstance(delivery, str) and delivery.strip().isdigit():
+        delivery = int(delivery.strip())
+    elif isinstance(delivery, str) and delivery.strip():
+        delivery = delivery.strip()
+        if not delivery.startswith("<"):
+            delivery = f"<{delivery}>"
+    elif not (isinstance(delivery, int) and not isinstance(delivery, bool) and delivery > 0):
+        raise WireError("delivery_id", "is required: a delivery id or its Message-ID")
+    metric = body.get("metric")
+    if metric not in METRICS:
+        raise WireError("metric", f"must be one of {', '.join(sorted(METRICS))}")
+    at = unix_time(body["timestamp"], "timestamp") if "timestamp" in body else time.time()
+    detail: dict = {"source": "metrics", "metric": metric}
+    for name in ("recipient", "reason", "href"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise WireError(name, "must be a string")
+        if value:
+            detail["url" if name == "href" else name] = value[:2000]
+    return {
+        "op": "delivery_event",
+        "delivery": delivery,
+        "event": METRICS[metric],
+        "at": at,
+        "detail": detail,
+        "dedupe": new_dedupe_key(),
+    }

@@ -12,6 +12,8 @@ Table shapes other code relies on (segment conditions on email activity, retenti
   `(person_id, kind, at)`; set-wise the other way round: `(kind, at)`.
 """
 
+from datetime import datetime
+
 from django.db import models
 from django.utils import timezone
 
@@ -176,6 +178,40 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.state})"
+
+    def record(self, kind: str, at: datetime) -> bool:
+        """Move along the timeline (in memory); True the first time it reaches `kind`."""
+        column = FIRST_AT.get(kind)
+        first = False
+        if column:
+            current = getattr(self, column)
+            first = current is None
+            if first or at < current:
+                setattr(self, column, at)
+        if kind in RANK and RANK[kind] > RANK.get(self.state, 0):
+            self.state = kind
+        return first
+
+    @property
+    def timeline(self) -> list[tuple[str, datetime]]:
+        """The first time it reached each state, in order."""
+        moments = [("queued", self.created_at)]
+        moments += [(kind, getattr(self, column)) for kind, column in FIRST_AT.items()]
+        return sorted(((k, at) for k, at in moments if at), key=lambda pair: pair[1])
+
+
+# A delivery's state is the furthest it got; deferred and converted leave it as it is.
+RANK = {
+    "queued": 0, "sending": 1, "sent": 2, "delivered": 3, "opened": 4, "clicked": 5,
+    "unsubscribed": 6, "bounced": 7, "spammed": 7, "failed": 7, "skipped": 8,
+}  # fmt: skip
+# The column holding the first time a delivery reached a state; the broadcast counter of the
+# same name counts deliveries that got there.
+FIRST_AT = {
+    "sent": "sent_at", "delivered": "delivered_at", "opened": "opened_at",
+    "clicked": "clicked_at", "bounced": "bounced_at", "spammed": "spammed_at",
+    "failed": "failed_at", "unsubscribed": "unsubscribed_at",
+}  # fmt: skip
 
 
 class DeliveryEvent(models.Model):

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import editor_required, team_manager_required, teammate_required
 from accounts.models import AuditEntry, Invitation, User
+from messaging.models import Delivery
 from segments import actions, segment_views
 from segments.access import get_person
 from segments.attributes import attribute_type, display
@@ -140,6 +141,9 @@ def person(request: HttpRequest, person_id: int) -> HttpResponse:
             "segment"
         )[:20],
         "manual_segments": manual_segments(),
+        "deliveries": Delivery.objects.filter(person=shown)
+        .select_related("broadcast")
+        .order_by("-id")[:20],
     }
     return render(request, "segments/person.html", context)
 

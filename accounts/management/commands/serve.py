@@ -19,6 +19,7 @@ WORKER_COMMANDS: list[list[str]] = [
     ["status_worker"],
     ["run_imports"],
     ["sweep_segments", "--every", "60"],
+    ["send_broadcasts"],
 ]
 
 
