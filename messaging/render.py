@@ -25,7 +25,7 @@ PLACEHOLDER = re.compile(
 )
 ANY_PLACEHOLDER = re.compile(r"\{\{.*?\}\}", re.S)
 LINK = re.compile(r"""(<a\s[^>]*?href\s*=\s*)(["'])(https?://[^"'\s]+)\2""", re.I)
-SLOT_MARK = re.compile(r"\x02(\d+)\x03")
+SLOT_MARK = re.compile(r"\ue000(\d+)\ue001")
 TAGS = re.compile(r"<[^>]+>")
 
 # Slot kinds
@@ -102,7 +102,7 @@ def compile_html(source: str, is_markdown: bool, track: bool) -> Compiled:
 
     def protect(match: re.Match) -> str:
         slots.append(slot_for(match))
-        return f"\x02{len(slots) - 1}\x03"
+        return f"\ue000{len(slots) - 1}\ue001"
 
     # Placeholders become opaque marks first, so Markdown cannot mangle them.
     body = PLACEHOLDER.sub(protect, source)
@@ -112,7 +112,7 @@ def compile_html(source: str, is_markdown: bool, track: bool) -> Compiled:
 
         def tracked(match: re.Match) -> str:
             slots.append(Slot(CLICK, html.unescape(match.group(3))))
-            return f"{match.group(1)}{match.group(2)}\x02{len(slots) - 1}\x03{match.group(2)}"
+            return f"{match.group(1)}{match.group(2)}\ue000{len(slots) - 1}\ue001{match.group(2)}"
 
         body = LINK.sub(tracked, body)
     footer_slots_start = len(slots)
@@ -120,12 +120,12 @@ def compile_html(source: str, is_markdown: bool, track: bool) -> Compiled:
     slots.append(Slot(PREFERENCES))
     footer = (
         '<p style="font-size:12px;color:#666">'
-        f'<a href="\x02{footer_slots_start}\x03">Unsubscribe</a> · '
-        f'<a href="\x02{footer_slots_start + 1}\x03">Email preferences</a></p>'
+        f'<a href="\ue000{footer_slots_start}\ue001">Unsubscribe</a> · '
+        f'<a href="\ue000{footer_slots_start + 1}\ue001">Email preferences</a></p>'
     )
     if track:
         slots.append(Slot(OPEN_PIXEL))
-        footer += f'<img src="\x02{len(slots) - 1}\x03" width="1" height="1" alt="">'
+        footer += f'<img src="\ue000{len(slots) - 1}\ue001" width="1" height="1" alt="">'
     if re.search(r"</body>", body, re.I):
         body = re.sub(r"</body>", lambda _: footer + "</body>", body, count=1, flags=re.I)
     else:

@@ -158,7 +158,12 @@ def claim(broadcast: Broadcast, limit: int, now: datetime) -> list[Claimed]:
             """,
             {"now": now, "ids": ids, "message_ids": message_ids, "topic": broadcast.topic_id},
         )
-        return [Claimed(*row) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    # Django reads jsonb as text on raw cursors.
+    return [
+        Claimed(*row[:5], orjson.loads(row[5]) if isinstance(row[5], str) else row[5], row[6])
+        for row in rows
+    ]
 
 
 @dataclass

@@ -1,0 +1,127 @@
+"""A real SMTP server (aiosmtpd) for the sending tests, and helpers to set up a broadcast."""
+
+import email
+import email.policy
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.utils import timezone
+
+from messaging.models import Broadcast
+from segments.models import Membership, Person, Segment
+from tests.conftest import free_port
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    message: email.message.EmailMessage
+
+    def part(self, content_type: str) -> str:
+        for part in self.message.walk():
+            if part.get_content_type() == content_type:
+                return part.get_content()
+        raise AssertionError(f"no {content_type} part")
+
+
+@dataclass
+class Mailbox:
+    """What the SMTP server received; addresses in `refuse` are refused at RCPT TO."""
+
+    received: list[Received] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> Received:
+        found = [r for r in self.received if address in r.recipients]
+        assert len(found) == 1, f"{len(found)} messages to {address}"
+        return found[0]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server, settings) -> Mailbox:
+    """Broadcasts go to the real SMTP server for this test; its mailbox starts empty."""
+    mailbox, port = smtp_server
+    mailbox.received.clear()
+    mailbox.refuse.clear()
+    settings.MAILERS = {
+        **settings.MAILERS,
+        "broadcasts": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "use_tls": False, "timeout": 10},
+        },
+    }
+    settings.MESSAGING_SEND_RATE = 0
+    return mailbox
+
+
+def make_person(account, customer_id, email_address, **attributes) -> Person:
+    now = timezone.now()
+    with account:
+        return Person.objects.create(
+            customer_id=customer_id, email=email_address, attributes=attributes,
+            attribute_times=dict.fromkeys(attributes, 1.0), created_at=now, updated_at=now,
+        )  # fmt: skip
+
+
+def make_segment(account, people: list[Person], name: str = "Readers") -> Segment:
+    now = timezone.now()
+    with account:
+        segment = Segment.objects.create(
+            name=name, kind=Segment.Kind.MANUAL, member_count=len(people)
+        )
+        Membership.objects.bulk_create(
+            Membership(segment=segment, person=person, entered_at=now) for person in people
+        )
+        return segment
+
+
+def make_broadcast(account, segment: Segment | None, **fields) -> Broadcast:
+    values = {
+        "name": "November news",
+        "subject": "Hello {{ customer.first_name | default: \"there\" }}",
+        "from_email": "Acme <news@acme.example>",
+        "body": "# News for {{ customer.first_name | default: \"you\" }}\n\n"
+        "Your plan: **{{ customer.plan }}**. [Read more](https://acme.example/news?a=1&b=2)",
+        "segment": segment,
+        **fields,
+    }
+    with account:
+        return Broadcast.objects.create(**values)
+
+
+@pytest.fixture
+def readers(cast) -> list[Person]:
+    return [
+        make_person(cast.acme, "ann-1", "ann@example.com", first_name="Ann", plan="pro"),
+        make_person(cast.acme, "bob-2", "bob@example.com", first_name="<Bob>", plan="free"),
+        make_person(cast.acme, "cat-3", "cat@example.com", plan="team"),
+    ]
