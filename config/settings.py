@@ -348,7 +348,8 @@ MESSAGING_SEND_RATE = env_int("MESSAGING_SEND_RATE", 200)
 MESSAGING_CLAIM_BATCH = env_int("MESSAGING_CLAIM_BATCH", 100)
 # A claim older than this belonged to a sender that died mid-batch.
 MESSAGING_CLAIM_TIMEOUT = env_int("MESSAGING_CLAIM_TIMEOUT", 600)
-# Provider webhooks through django-anymail (Mailgun and SendGrid formats are routed).
+# Provider webhooks through django-anymail: Mailgun's, at /email/webhooks/mailgun/, which
+# needs its signing key and (recommended) anymail's shared basic-auth secret.
 ANYMAIL = {
     "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", "") or None,
     "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", ""),

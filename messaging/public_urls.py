@@ -12,5 +12,4 @@ urlpatterns = [
     path("email/open/<str:token>/o.gif", public_views.open_pixel, name="open"),
     path("email/click/<str:token>/", public_views.click, name="click"),
     path("email/webhooks/mailgun/", public_views.mailgun_webhook, name="mailgun_webhook"),
-    path("email/webhooks/sendgrid/", public_views.sendgrid_webhook, name="sendgrid_webhook"),
 ]

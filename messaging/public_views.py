@@ -16,7 +16,6 @@ import orjson
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import EventType
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
-from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import (
@@ -220,10 +219,6 @@ class MailgunWebhook(SpoolingWebhookMixin, MailgunTrackingWebhookView):
     pass
 
 
-class SendGridWebhook(SpoolingWebhookMixin, SendGridTrackingWebhookView):
-    pass
-
-
 def configured_webhook(view_class, required: str):
     """The provider's view, or a 404 while its secret is not configured: an endpoint that
     anyone could post events to would let strangers suppress addresses."""
@@ -242,4 +237,3 @@ def configured_webhook(view_class, required: str):
 
 
 mailgun_webhook = configured_webhook(MailgunWebhook, "MAILGUN_WEBHOOK_SIGNING_KEY")
-sendgrid_webhook = configured_webhook(SendGridWebhook, "WEBHOOK_SECRET")

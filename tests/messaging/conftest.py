@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.utils import timezone
 
-from messaging.models import Broadcast
+from messaging.models import Broadcast, Delivery
 from segments.models import Membership, Person, Segment
 from tests.conftest import free_port
 
@@ -107,9 +107,9 @@ def make_segment(account, people: list[Person], name: str = "Readers") -> Segmen
 def make_broadcast(account, segment: Segment | None, **fields) -> Broadcast:
     values = {
         "name": "November news",
-        "subject": "Hello {{ customer.first_name | default: \"there\" }}",
+        "subject": 'Hello {{ customer.first_name | default: "there" }}',
         "from_email": "Acme <news@acme.example>",
-        "body": "# News for {{ customer.first_name | default: \"you\" }}\n\n"
+        "body": '# News for {{ customer.first_name | default: "you" }}\n\n'
         "Your plan: **{{ customer.plan }}**. [Read more](https://acme.example/news?a=1&b=2)",
         "segment": segment,
         **fields,
@@ -125,3 +125,27 @@ def readers(cast) -> list[Person]:
         make_person(cast.acme, "bob-2", "bob@example.com", first_name="<Bob>", plan="free"),
         make_person(cast.acme, "cat-3", "cat@example.com", plan="team"),
     ]
+
+
+def sent_delivery(account, person: Person, broadcast: Broadcast | None = None) -> Delivery:
+    """A delivery as the sender leaves it: sent, with its Message-ID and `sent` event."""
+    from messaging.links import new_message_id
+
+    with account:
+        if broadcast is None:
+            broadcast = Broadcast.objects.create(
+                name="Sent", subject="Hi", from_email="news@acme.example", body="Hi",
+                state=Broadcast.State.SENT, recipients=1, sent=1,
+            )  # fmt: skip
+        now = timezone.now()
+        delivery = Delivery.objects.create(
+            broadcast=broadcast, person=person, email=person.email, state="sent", sent_at=now,
+            claimed_at=now,
+        )  # fmt: skip
+        delivery.message_id = new_message_id(delivery.pk, str(account.pk))
+        delivery.save()
+        return delivery
+
+
+# The ingestion fixtures: recipients' links and webhooks go through the spool.
+from tests.ingest.conftest import acme_key, drain, globex_key, spool  # noqa: E402, F401
