@@ -94,6 +94,25 @@ TENANT_URLS: dict[str, Access] = {
         "/segments/{segment}/members/", EDITORS, "POST", {"action": "add", "person": "{person}"}
     ),
     "segments/<int:segment_id>/upload/": Access("/segments/{segment}/upload/", EDITORS, "POST"),
+    "broadcasts/": Access("/broadcasts/", own(TEAM)),
+    "broadcasts/new/": Access("/broadcasts/new/", own(EDITORS)),
+    "broadcasts/<int:broadcast_id>/": Access("/broadcasts/{broadcast}/", TEAM),
+    "broadcasts/<int:broadcast_id>/edit/": Access("/broadcasts/{broadcast}/edit/", EDITORS),
+    # Without htmx the preview redirects to the broadcast page (302, not to a login).
+    "broadcasts/<int:broadcast_id>/preview/": Access("/broadcasts/{broadcast}/preview/", TEAM),
+    "broadcasts/<int:broadcast_id>/test/": Access(
+        "/broadcasts/{broadcast}/test/", EDITORS, "POST", {"email": "iso-test@example.com"}
+    ),
+    "broadcasts/<int:broadcast_id>/send/": Access(
+        "/broadcasts/{broadcast}/send/", EDITORS, "POST", {"when": "now"}
+    ),
+    "broadcasts/<int:broadcast_id>/cancel/": Access(
+        "/broadcasts/{broadcast}/cancel/", EDITORS, "POST"
+    ),
+    "deliveries/": Access("/deliveries/", own(TEAM)),
+    "deliveries/<int:delivery_id>/": Access("/deliveries/{delivery}/", TEAM),
+    "topics/": Access("/topics/", own(TEAM)),
+    "topics/<int:topic_id>/delete/": Access("/topics/{topic}/delete/", EDITORS, "POST"),
     "login/": Access("/login/", EVERYONE),
     "logout/": Access("/logout/", EVERYONE, "POST", login_redirect_ok=True),
     "password/": Access("/password/", own(TEAM)),
@@ -192,6 +211,16 @@ PUBLIC_URLS: dict[str, Access] = {
         "/v1/identify", NOT_A_SESSION_API, "POST", {"userId": "a"}
     ),
     "track/browser": Access("/track/browser", NOT_A_SESSION_API, "POST", {"key": "pk_nope"}),
+    "api/v1/metrics": Access(
+        "/api/v1/metrics", NOT_A_SESSION_API, "POST", {"delivery_id": "1", "metric": "opened"}
+    ),
+    # A recipient's links: the signed token is the authority, whoever follows it.
+    "email/unsubscribe/<str:token>/": Access("/email/unsubscribe/{unsubscribe_link}/", EVERYONE),
+    "email/preferences/<str:token>/": Access("/email/preferences/{preferences_link}/", EVERYONE),
+    "email/open/<str:token>/o.gif": Access("/email/open/{open_link}/o.gif", EVERYONE),
+    "email/click/<str:token>/": Access("/email/click/{click_link}/", EVERYONE),
+    # Provider webhooks: 404 until their secrets are configured, then the signature decides.
+    "email/webhooks/mailgun/": Access("/email/webhooks/mailgun/", NOBODY, "POST"),
     # Django's admin (more below, generated for every registered model).
     "admin/": Access("/admin/", STAFF_ONLY),
     "admin/login/": Access("/admin/login/", EVERYONE),

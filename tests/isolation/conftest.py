@@ -19,6 +19,8 @@ from accounts.access import invitation_token
 from accounts.models import ApiKey, Invitation, Role, User
 from accounts.tokens import password_reset_tokens
 from ingest.models import DeadLetter
+from messaging import links
+from messaging.models import Broadcast, Delivery, Topic
 from segments import imports
 from segments.models import Import, Person, Segment
 from status.access import confirm_token, unsubscribe_token
@@ -38,7 +40,10 @@ from tests.isolation.access_table import (
 from tests.segments.conftest import manual_segment
 
 # Text that only acme's rows contain: no refused response may show any of it.
-MARKERS = ("iso-marker@acme.example", "Iso Marker Segment", "iso-marker-import.csv")
+MARKERS = (
+    "iso-marker@acme.example", "Iso Marker Segment", "iso-marker-import.csv",
+    "Iso Marker Broadcast",
+)  # fmt: skip
 STATUS_HOST = "status.localhost"
 PUBLIC_HOST = "localhost"
 
@@ -47,6 +52,7 @@ PUBLIC_HOST = "localhost"
 def acme_rows(cast, tmp_path: Path, settings) -> dict[str, str]:
     """Acme's rows by placeholder name; their ids exist in no other schema."""
     settings.IMPORTS_DIR = tmp_path / "imports"
+    settings.INGEST_SPOOL_PATH = tmp_path / "spool.sqlite3"  # recipients' links spool
     with cast.acme:
         person = Person.objects.create(
             customer_id="iso-marker", email="iso-marker@acme.example", attributes={"plan": "pro"},
@@ -59,7 +65,27 @@ def acme_rows(cast, tmp_path: Path, settings) -> dict[str, str]:
             filename=upload.name, stored_as=stored_as, size_bytes=size, columns=["email", "plan"]
         )
         invitation = Invitation.objects.create(email="invitee@example.com", role=Role.MEMBER)
+        broadcast = Broadcast.objects.create(
+            name="Iso Marker Broadcast", subject="Iso", from_email="iso@acme.example", body="Iso",
+            segment=segment,
+        )  # fmt: skip
+        delivery = Delivery.objects.create(
+            broadcast=broadcast, person=person, email="iso-recipient@example.com", state="sent",
+            message_id="<1.1.abcdef0123456789@iso.example>",
+        )  # fmt: skip
+        # Its name is shown to whoever holds a preferences link, by design: not a marker.
+        topic = Topic.objects.create(name="Iso Topic")
+        account = str(cast.acme.pk)
         rows = {
+            "broadcast": broadcast.pk,
+            "delivery": delivery.pk,
+            "topic": topic.pk,
+            "unsubscribe_link": links.sign(links.UNSUBSCRIBE_SALT, account, delivery.pk),
+            "preferences_link": links.sign(links.PREFERENCES_SALT, account, delivery.pk),
+            "open_link": links.sign(links.OPEN_SALT, account, delivery.pk),
+            "click_link": links.sign(
+                links.CLICK_SALT, account, delivery.pk, "https://example.com/"
+            ),
             "person": person.pk,
             "segment": segment.pk,
             "import": job.pk,
@@ -74,6 +100,9 @@ def acme_rows(cast, tmp_path: Path, settings) -> dict[str, str]:
         assert not Segment.objects.filter(pk=segment.pk).exists()
         assert not Import.objects.filter(pk=job.pk).exists()
         assert not Invitation.objects.filter(pk=invitation.pk).exists()
+        assert not Broadcast.objects.filter(pk=broadcast.pk).exists()
+        assert not Delivery.objects.filter(pk=delivery.pk).exists()
+        assert not Topic.objects.filter(pk=topic.pk).exists()
         assert not User.objects.filter(pk=cast.mia.pk).exists()
     rows["api_key"] = ApiKey.issue(cast.acme, "Iso")[0].pk
     return {name: str(value) for name, value in rows.items()}
