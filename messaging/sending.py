@@ -230,7 +230,7 @@ def record_outcomes(broadcast: Broadcast, outcomes: list[Outcome], now: datetime
             f"""
             WITH done AS (
                 UPDATE {DELIVERY} d SET state = o.state, reason = o.reason,
-                    values = o.values::jsonb,
+                    "values" = o.values::jsonb,
                     sent_at = CASE WHEN o.state = 'sent' THEN %(now)s END,
                     failed_at = CASE WHEN o.state = 'failed' THEN %(now)s END
                 FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(reasons)s::text[],

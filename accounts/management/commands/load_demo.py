@@ -27,3 +27,4 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"Created demo account {slug}")
         call_command("load_status_demo", verbosity=options["verbosity"])
+        call_command("load_messaging_demo", verbosity=options["verbosity"])
