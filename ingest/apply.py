@@ -13,7 +13,10 @@ goes element by element in Python and cost more than the statements themselves.
 Every statement is parameterised; the only names in SQL text are our own table names.
 """
 
+import gc
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,8 +38,28 @@ SUPPRESSION = "segments_suppression"
 ANONYMOUS_MERGE_WINDOW_DAYS = 30
 # Customer.io removes an attribute that is sent empty.
 EMPTY = (None, "")
+NEVER = float("-inf")
+# Attributes that also change how the batch finds the person, or a column of their own.
+IDENTITY_ATTRIBUTES = frozenset({"email", "unsubscribed", "anonymous_id"})
 # `column = ANY_OF_JSON` with a JSON list of strings (see as_json) as the parameter.
 ANY_OF_JSON = "ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a batch is built and applied.
+
+    A batch allocates hundreds of thousands of small dicts and lists; each allocation run sets
+    off a collection that walks them all, for nothing: they hold no cycles and are freed by
+    reference counting. That walking was about a fifth of the drain's own CPU time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass
@@ -211,14 +234,17 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
         owner = batch.by_email.get(new_email)
         if owner is not None and owner is not state:
             return f"email {new_email} belongs to another person"
+    times, attributes = state.attribute_times, state.attributes
     for name, value in values.items():
-        if at < state.attribute_times.get(name, float("-inf")):
+        if at < times.get(name, NEVER):
             continue
-        state.attribute_times[name] = at
+        times[name] = at
         if value in EMPTY:
-            state.attributes.pop(name, None)
+            attributes.pop(name, None)
         else:
-            state.attributes[name] = value
+            attributes[name] = value
+        if name not in IDENTITY_ATTRIBUTES:
+            continue
         if name == "email":
             if state.email and batch.by_email.get(state.email.lower()) is state:
                 del batch.by_email[state.email.lower()]
@@ -357,7 +383,10 @@ def write_people(cursor, batch: Batch, now: float) -> None:
         # New people go in by COPY with ids drawn from the table's sequence first: the
         # batch's events need the ids, and COPY returns none.
         cursor.execute(
-            f"SELECT nextval(pg_get_serial_sequence('{PERSON}', 'id')) FROM generate_series(1, %s)",
+            f"""
+            SELECT nextval(sequence) FROM generate_series(1, %s),
+                (SELECT pg_get_serial_sequence('{PERSON}', 'id')::regclass AS sequence) AS s
+            """,
             [len(created)],
         )
         for state, (new_id,) in zip(created, cursor.fetchall(), strict=True):
@@ -366,9 +395,10 @@ def write_people(cursor, batch: Batch, now: float) -> None:
             "id, customer_id, email, attributes, attribute_times, unsubscribed, created_at, "
             "updated_at"
         )
+        stamp_text = stamp.isoformat()  # once, rather than a timestamp to adapt per row
         with cursor.copy(f"COPY {PERSON} ({names}) FROM STDIN") as copy:
             for state in created:
-                copy.write_row((state.id, *person_row(state), stamp, stamp))
+                copy.write_row((state.id, *person_row(state), stamp_text, stamp_text))
     if changed:
         rows = [
             (s.id, s.customer_id, s.email, s.attributes, s.attribute_times, s.unsubscribed)

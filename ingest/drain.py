@@ -18,7 +18,7 @@ import orjson
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
 
 from accounts.models import Account
-from ingest.apply import apply_items
+from ingest.apply import apply_items, collector_paused
 from ingest.credentials import UNVERIFIED, check_credential
 from ingest.models import DeadLetter
 from ingest.spool import Spool, SpooledItem
@@ -40,7 +40,11 @@ class DatabaseDown(Exception):
 
 
 def drain_once(spool: Spool, batch_size: int, lease_seconds: float) -> PassResult:
-    items = spool.claim(batch_size, lease_seconds)
+    with collector_paused():
+        return drain_claimed(spool, spool.claim(batch_size, lease_seconds))
+
+
+def drain_claimed(spool: Spool, items: list[SpooledItem]) -> PassResult:
     result = PassResult(claimed=len(items))
     if not items:
         return result

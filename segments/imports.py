@@ -7,21 +7,23 @@ either imported or listed with its line number and the reason it was not.
 
 import csv
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Full, Queue
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from ingest.apply import apply_items
+from ingest.apply import apply_items, collector_paused
 from ingest.wire import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ID_BYTES
 from segments.models import Import, ImportRejection
 
 PREVIEW_ROWS = 5
-CHUNK_ROWS = 10_000
+CHUNK_ROWS = 20_000
 csv.field_size_limit(1024 * 1024)
 
 
@@ -62,7 +64,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str]]:
             except csv.Error as error:
                 yield line, None, f"malformed CSV ({error})"
                 continue
-            if any(not field.isascii() and UNDECODABLE.search(field) for field in fields):
+            joined = "".join(fields)
+            if not joined.isascii() and UNDECODABLE.search(joined):
                 yield line, None, "not valid UTF-8: save the file as UTF-8 and import again"
                 continue
             yield line, fields, ""
@@ -114,65 +117,132 @@ def typed(value: str) -> object:
     )
 
 
-def row_item(job: Import, header: list[str], fields: list[str], at: float) -> dict | str:
-    """The identify item for one row, or the reason it cannot be imported."""
-    if len(fields) != len(header):
-        return f"has {len(fields)} fields where the header has {len(header)}"
-    row = dict(zip(header, fields, strict=True))
-    identifier = row.get(job.identifier_column, "").strip()
-    if not identifier:
-        return f"the identifier column “{job.identifier_column}” is empty"
-    if len(identifier.encode()) > MAX_ID_BYTES:
-        return f"the identifier is longer than {MAX_ID_BYTES} bytes"
-    if job.identifier_kind == Import.IdentifierKind.EMAIL:
-        if "@" not in identifier:
-            return f"“{identifier[:60]}” is not an email address"
-        person = {"email": identifier.lower()}
-    else:
-        person = {"id": identifier}
-    attributes = {}
-    for column, name in job.mapping.items():
-        value = row.get(column, "")
-        if value == "":
-            continue
-        if len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
-            return f"the value of “{column}” is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
-        attributes[name] = value.strip().lower() if name == "email" else typed(value)
-    if isinstance(attributes.get("email"), str) and "@" not in attributes["email"]:
-        return f"“{attributes['email'][:60]}” in the email column is not an email address"
-    return {"op": "identify", "person": person, "attributes": attributes, "update_only": False,
-            "at": at, "anonymous_id": None}  # fmt: skip
+class RowReader:
+    """Turns the rows of one import into identify items, with the column positions worked
+    out once instead of a dict per row."""
+
+    def __init__(self, job: Import, header: list[str], at: float) -> None:
+        self.job, self.width, self.at = job, len(header), at
+        positions = {name: index for index, name in enumerate(header)}  # the last one wins
+        self.identifier = positions.get(job.identifier_column)
+        self.by_email = job.identifier_kind == Import.IdentifierKind.EMAIL
+        self.mapped = [
+            (positions[column], column, name)
+            for column, name in job.mapping.items()
+            if column in positions
+        ]
+
+    def item(self, fields: list[str]) -> dict | str:
+        """The identify item for one row, or the reason it cannot be imported."""
+        if len(fields) != self.width:
+            return f"has {len(fields)} fields where the header has {self.width}"
+        identifier = fields[self.identifier].strip() if self.identifier is not None else ""
+        if not identifier:
+            return f"the identifier column “{self.job.identifier_column}” is empty"
+        # A character is at most 4 bytes: short text needs no encoding to be measured.
+        if len(identifier) * 4 > MAX_ID_BYTES and len(identifier.encode()) > MAX_ID_BYTES:
+            return f"the identifier is longer than {MAX_ID_BYTES} bytes"
+        if self.by_email:
+            if "@" not in identifier:
+                return f"“{identifier[:60]}” is not an email address"
+            person = {"email": identifier.lower()}
+        else:
+            person = {"id": identifier}
+        attributes = {}
+        for index, column, name in self.mapped:
+            value = fields[index]
+            if value == "":
+                continue
+            if (
+                len(value) * 4 > MAX_ATTRIBUTE_VALUE_BYTES
+                and len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES
+            ):
+                return f"the value of “{column}” is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
+            attributes[name] = value.strip().lower() if name == "email" else typed(value)
+        if isinstance(attributes.get("email"), str) and "@" not in attributes["email"]:
+            return f"“{attributes['email'][:60]}” in the email column is not an email address"
+        return {"op": "identify", "person": person, "attributes": attributes,
+                "update_only": False, "at": self.at, "anonymous_id": None}  # fmt: skip
 
 
 def run_import(job: Import) -> None:
-    """Import every row; the connection is on the job's account schema."""
+    """Import every row; the connection is on the job's account schema.
+
+    A thread reads and checks the file a chunk ahead while this one applies the chunk before
+    (mostly waiting on PostgreSQL), so the two overlap. Only this thread touches the database.
+    """
     path = stored_path(job)
     job.state, job.started_at = Import.State.RUNNING, timezone.now()
     job.rows_total = max(0, _count_lines(path) - 1)
     job.save(update_fields=["state", "started_at", "rows_total"])
-    rows = read_rows(path)
-    _, header, _ = next(rows)
-    header = [name.strip() for name in header]
-    at = time.time()
-    chunk: list[tuple[int, dict]] = []
-    for line, fields, problem in rows:
-        if fields is None:
-            _reject(job, [(line, problem)])
-        elif not any(field.strip() for field in fields):
-            pass  # a blank line is not a row
-        else:
-            item = row_item(job, header, fields, at)
-            if isinstance(item, str):
-                _reject(job, [(line, item)])
-            else:
-                chunk.append((line, item))
-        if len(chunk) >= CHUNK_ROWS:
+    with collector_paused():
+        for chunk, problems in in_background(checked_chunks(job, path)):
+            _reject(job, problems)
             _apply(job, chunk)
-            chunk = []
-    _apply(job, chunk)
     job.rows_total = job.rows_done  # exact now: quoted line breaks and blank lines counted right
     job.state, job.finished_at = Import.State.DONE, timezone.now()
     job.save(update_fields=["state", "finished_at", "rows_total"])
+
+
+Chunk = tuple[list[tuple[int, dict]], list[tuple[int, str]]]
+
+
+def checked_chunks(job: Import, path: Path) -> Iterator[Chunk]:
+    """The file's rows a chunk at a time: (line, item) to apply and (line, reason) rejected."""
+    rows = read_rows(path)
+    _, header, _ = next(rows)
+    reader = RowReader(job, [name.strip() for name in header], time.time())
+    chunk: list[tuple[int, dict]] = []
+    problems: list[tuple[int, str]] = []
+    for line, fields, problem in rows:
+        if fields is None:
+            problems.append((line, problem))
+        elif not "".join(fields).strip():
+            pass  # a blank line is not a row
+        else:
+            item = reader.item(fields)
+            if isinstance(item, str):
+                problems.append((line, item))
+            else:
+                chunk.append((line, item))
+        if len(chunk) >= CHUNK_ROWS or len(problems) >= CHUNK_ROWS:
+            yield chunk, problems
+            chunk, problems = [], []
+    yield chunk, problems
+
+
+def in_background[T](source: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """The values of `source`, produced by a thread of their own up to `depth` ahead."""
+    queue: Queue = Queue(maxsize=depth)
+    stopped = threading.Event()
+    end = object()
+
+    def put(value: object) -> None:
+        while not stopped.is_set():
+            try:
+                queue.put(value, timeout=0.1)
+                return
+            except Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for value in source:
+                put(value)
+                if stopped.is_set():
+                    return
+            put(end)
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+
+    threading.Thread(target=produce, name="import-reader", daemon=True).start()
+    try:
+        while (value := queue.get()) is not end:
+            if isinstance(value, BaseException):
+                raise value
+            yield value
+    finally:
+        stopped.set()
 
 
 def _apply(job: Import, chunk: list[tuple[int, dict]]) -> None:

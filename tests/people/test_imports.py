@@ -5,6 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from ingest.imports_worker import claim_task, run_task
 from ingest.models import ImportTask
+from segments import imports
 from segments.models import Import, Person
 from tests.conftest import client_for
 
@@ -137,3 +138,36 @@ def test_progress_is_served_as_a_fragment_for_htmx(cast, imports_dir):
     response = client.get(f"/imports/{job.pk}/?part=progress", HTTP_HX_REQUEST="true")
     assert response.content.decode().lstrip().startswith('<div id="import-progress"')
     assert b'hx-trigger="every 1s"' in response.content
+
+
+def test_a_file_of_many_chunks_reports_every_bad_line_and_imports_the_rest(
+    cast, imports_dir, monkeypatch
+):
+    # Chunks of 3: bad rows fall before, inside and at the edges of chunks read ahead.
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 3)
+    lines = [b"id,plan"]
+    for n in range(1, 21):
+        lines.append(b",no id" if n in (2, 3, 9, 20) else b"%d,p%d" % (n, n))
+    client = client_for(cast.acme, cast.alice)
+    upload(client, b"\n".join(lines) + b"\n")
+    start(client, the_job(cast.acme), identifier="id", kind="id")
+    run_worker()
+    job = the_job(cast.acme)
+    assert (job.state, job.rows_imported, job.rows_rejected, job.rows_total) == ("done", 16, 4, 20)
+    with cast.acme:
+        assert sorted(job.rejections.values_list("line", flat=True)) == [3, 4, 10, 21]
+        plans = dict(Person.objects.values_list("customer_id", "attributes__plan"))
+    assert plans == {str(n): f"p{n}" for n in range(1, 21) if n not in (2, 3, 9, 20)}
+
+
+def test_reading_ahead_hands_over_every_chunk_in_order_and_then_any_error():
+    def chunks():
+        yield 1
+        yield 2
+        raise ValueError("the file went away")
+
+    received = []
+    with pytest.raises(ValueError, match="the file went away"):
+        for chunk in imports.in_background(chunks()):
+            received.append(chunk)
+    assert received == [1, 2]
