@@ -29,6 +29,7 @@ from django.test.utils import setup_databases, teardown_databases
 
 from accounts import actions
 from accounts.models import Account, ApiKey, IssuedSecrets, Role, User
+from ingest import spool as spool_module
 
 PASSWORD = "correct-horse-battery-staple"
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -137,6 +138,14 @@ def _public_schema_between_tests() -> Iterator[None]:
     connection.set_schema_to_public()
     yield
     connection.set_schema_to_public()
+
+
+@pytest.fixture(autouse=True)
+def _own_spool(tmp_path, settings) -> Iterator[None]:
+    # Items a test leaves in the spool must not age into another test's signals or counts.
+    path = settings.INGEST_SPOOL_PATH = tmp_path / "default-spool.sqlite3"
+    yield
+    spool_module._spools.pop(path, None)
 
 
 @pytest.fixture(autouse=True)
