@@ -1,7 +1,9 @@
 """Ferry's own PostgreSQL: started when DATABASE_URL is unset, stopped on exit, data kept."""
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -42,8 +44,15 @@ def run(script: str, pgdata: Path) -> str:
 
 
 @pytest.mark.slow
-def test_it_starts_stops_on_exit_and_keeps_the_data(tmp_path):
-    pgdata = tmp_path / "pgdata"
+def test_it_starts_stops_on_exit_and_keeps_the_data():
+    # Not under pytest's tmp_path: another pytest run on the machine may reset that tree to
+    # 0700 at any moment, and the server runs as the unprivileged `pgserver` user when root.
+    with tempfile.TemporaryDirectory(prefix="ferry-embedded-") as scratch:
+        os.chmod(scratch, 0o755)
+        starts_stops_and_keeps(Path(scratch) / "pgdata")
+
+
+def starts_stops_and_keeps(pgdata: Path) -> None:
     url = run(WRITE, pgdata)
     assert url.startswith("postgresql://postgres:@/ferry?host=")
     assert (pgdata / "PG_VERSION").exists()
