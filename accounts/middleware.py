@@ -67,11 +67,27 @@ class AccountRoutingMiddleware:
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             return self.get_response(request)
 
-        account.activate()
         request.side = ACCOUNT_SIDE
+        unavailable = self.unavailable(request, account)
+        if unavailable is not None:
+            return unavailable
+        account.activate()
         request.account = request.tenant = account
         request.urlconf = settings.ROOT_URLCONF
         return self.get_response(request)
+
+    def unavailable(self, request: HttpRequest, account: Account) -> HttpResponse | None:
+        """A page instead of the dashboard while the account is not (fully) usable."""
+        State = Account.State
+        if account.state == State.ACTIVE:
+            return None
+        if account.state == State.MOVING and request.method in ("GET", "HEAD", "OPTIONS"):
+            return None  # reads work during a move; only writes wait for it
+        status = 410 if account.state == State.DELETING else 503
+        response = render(request, "accounts/unavailable.html", {"shown": account}, status=status)
+        if status == 503:
+            response["Retry-After"] = "30"
+        return response
 
     def may_be_account(self, host: str) -> bool:
         # The base domain and loopback addresses are always the public side; any other

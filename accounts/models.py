@@ -46,11 +46,25 @@ class AccountQuerySet(models.QuerySet):
 
 
 class Account(TenantMixin):
+    class State(models.TextChoices):
+        # The schema is being built the slow way (the template was behind the code).
+        PROVISIONING = "provisioning", "Provisioning"
+        ACTIVE = "active", "Active"
+        # Being copied to another data server: drain paused, dashboard writes refused.
+        MOVING = "moving", "Moving"
+        # Staff asked for deletion; the schema is dropped once `delete_after` has passed.
+        DELETING = "deleting", "Scheduled for deletion"
+
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
+    # The data server holding the schema: a name in settings.DATA_SERVERS.
+    server = models.CharField(max_length=31, default="default")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.ACTIVE)
+    delete_after = models.DateTimeField(null=True, blank=True)
 
-    auto_create_schema = True
+    # The schema is cloned from the template by accounts.provisioning, not migrated here.
+    auto_create_schema = False
     planes = {CONTROL}
 
     objects = AccountQuerySet.as_manager()
@@ -63,11 +77,28 @@ class Account(TenantMixin):
 
     def activate(self) -> None:
         # Only the account's schema on the search path: a table missing from it must fail,
-        # not silently read the control plane's table of the same name.
-        if connection.schema_name == self.schema_name and not connection.include_public_schema:
+        # not silently read the control plane's table of the same name. The connection moves
+        # to the account's server with it (accounts/backend/base.py).
+        if (
+            connection.schema_name == self.schema_name
+            and connection.server == self.server
+            and not connection.include_public_schema
+        ):
             connection.tenant = self  # already there: keep the search path as it was set
             return
         connection.set_tenant(self, include_public=False)
+
+    def reachable(self) -> bool:
+        """Whether the account's server answers (after a database error on its connection)."""
+        previous = connection.tenant
+        try:
+            self.activate()
+            connection.ensure_connection()
+            return connection.is_usable()
+        except Exception:
+            return False
+        finally:
+            restore(previous)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         restore(self._previous_tenant.pop())
@@ -328,3 +359,71 @@ class AuditEntry(models.Model):
         return cls.objects.create(
             actor=actor.email, action=action, target=target[:300], detail=detail
         )
+
+
+class SchemaTemplate(models.Model):
+    """The SQL that builds an account schema as of one state of the migrations.
+
+    Dumped from the template schema (accounts/provisioning.py) after every migration run, so
+    creating an account executes this script instead of running every migration again.
+    """
+
+    fingerprint = models.CharField(max_length=64, unique=True)
+    script = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    planes = {CONTROL}
+
+    def __str__(self) -> str:
+        return f"template {self.fingerprint[:12]}"
+
+
+class AccountMove(models.Model):
+    """One move of an account's schema to another data server, with its progress."""
+
+    class Phase(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        COPYING = "copying", "Copying the schema"
+        PAUSED = "paused", "Drain paused, final copy"
+        VERIFYING = "verifying", "Verifying rows and checksums"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CLEANED = "cleaned", "Done, old copy removed"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="moves")
+    source = models.CharField(max_length=31)
+    target = models.CharField(max_length=31)
+    phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.QUEUED)
+    detail = models.CharField(max_length=300, blank=True)
+    started_by = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    tables = models.PositiveIntegerField(default=0)
+    tables_done = models.PositiveIntegerField(default=0)
+    rows = models.BigIntegerField(default=0)
+    write_pause_seconds = models.FloatField(null=True, blank=True)
+    # Where the old copy is kept until `cleanup_move`: its server and (renamed) schema.
+    old_schema = models.CharField(max_length=63, blank=True)
+    error = models.TextField(blank=True)
+
+    planes = {CONTROL}
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.source} → {self.target} ({self.phase})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.phase in {
+            self.Phase.QUEUED, self.Phase.COPYING, self.Phase.PAUSED, self.Phase.VERIFYING
+        }  # fmt: skip
+
+    def advance(self, phase: str, detail: str = "", **fields) -> None:
+        """Record progress at once, outside any transaction, so staff see it while it runs."""
+        self.phase, self.detail = phase, detail[:300]
+        for name, value in fields.items():
+            setattr(self, name, value)
+        AccountMove.objects.filter(pk=self.pk).update(phase=phase, detail=self.detail, **fields)

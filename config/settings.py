@@ -5,6 +5,7 @@ the README lists. Every helper fails loudly on a value it cannot read.
 """
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -62,7 +63,8 @@ def database_from_url(url: str) -> dict:
     query.setdefault("connect_timeout", "5")
     host = query.pop("host", None) or unquote(parts.hostname or "")
     return {
-        "ENGINE": "django_tenants.postgresql_backend",
+        # django-tenants' backend, plus the account's server (see accounts/backend/base.py).
+        "ENGINE": "accounts.backend",
         "NAME": unquote(parts.path.lstrip("/")),
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
@@ -113,6 +115,44 @@ if not DATABASE_URL:
     os.environ["DATABASE_URL"] = DATABASE_URL
 
 DATABASES = {"default": database_from_url(DATABASE_URL)}
+
+
+def data_servers_from_env(value: str) -> dict[str, str]:
+    """`name=url,name=url` → {name: url}; the primary is always there as `default`."""
+    servers: dict[str, str] = {}
+    for pair in (item.strip() for item in value.split(",")):
+        if not pair:
+            continue
+        name, sep, url = pair.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", name):
+            raise ImproperlyConfigured(
+                f"FERRY_DATA_SERVERS: {pair!r} is not name=postgresql://… "
+                "(names: lowercase letters, digits, underscores)"
+            )
+        if name in servers:
+            raise ImproperlyConfigured(f"FERRY_DATA_SERVERS names {name!r} twice")
+        database_from_url(url.strip())  # fails loudly on a bad URL
+        servers[name] = url.strip()
+    servers.setdefault("default", DATABASE_URL)
+    return servers
+
+
+# Where account schemas may live: the primary (`default`, which also holds the control plane)
+# and any others listed in FERRY_DATA_SERVERS. Each account records its server; the backend
+# connects there when the account is activated.
+DATA_SERVER_URLS = data_servers_from_env(env_str("FERRY_DATA_SERVERS", ""))
+DATA_SERVERS = {
+    name: {
+        key: value
+        for key, value in database_from_url(url).items()
+        if key in {"NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS"}
+    }
+    for name, url in DATA_SERVER_URLS.items()
+}
+# A connection caches the catalog of every table it touches, per schema; close it after this
+# many distinct account schemas (0: never). See README, "memory per connection".
+DB_RECYCLE_AFTER_SCHEMAS = env_int("DB_RECYCLE_AFTER_SCHEMAS", 200)
 DATABASE_ROUTERS = ["accounts.routers.PlaneRouter"]
 TENANT_SYNC_ROUTER = "accounts.routers.PlaneRouter"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -120,8 +160,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Apps: the control plane (public schema) and the data plane (one schema per account) -----
 
 SHARED_APPS = [
-    "django_tenants",
+    # Before django_tenants: its `migrate_schemas`/`migrate` commands are Ferry's own.
     "accounts",
+    "django_tenants",
     "ingest",
     "status",
     "maintenance",

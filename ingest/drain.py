@@ -100,7 +100,7 @@ def apply_group(
         with account:
             outcome = apply_items(payloads)
     except (OperationalError, InterfaceError) as error:
-        if connection.is_usable():
+        if account.reachable():  # its own server, which need not be the primary
             return apply_one_by_one(account, group, payloads, result, spool)
         raise DatabaseDown from error
     except (DatabaseError, IntegrityError, ValueError, KeyError, TypeError):
@@ -126,7 +126,7 @@ def apply_one_by_one(
             with account:
                 outcome = apply_items([payload])
         except (OperationalError, InterfaceError) as error:
-            if not connection.is_usable():
+            if not account.reachable():
                 raise DatabaseDown from error
             bury(spool, item, account.pk, f"{type(error).__name__}: {error}", result)
             continue
