@@ -3,26 +3,64 @@
 from django.conf import settings
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts import provisioning
 from accounts.access import invitation_token
 from accounts.models import Account, Domain, Invitation, Role, User, generate_schema_name
 from accounts.tokens import password_reset_tokens
 
 
-@transaction.atomic
 def create_account(
     *, slug: str, name: str, owner_email: str, owner_password: str | None = None
 ) -> Account:
-    """Create the account, its schema, its domain and its owner.
+    """Create the account, its schema (cloned from the template), its domain and its owner.
 
-    Without a password the owner gets an email with a link to choose one.
+    Without a password the owner gets an email with a link to choose one. When the template
+    is behind the code's migrations, the account is committed as `provisioning` first (staff
+    and its host see that) while the template is refreshed, then finished.
     """
+    script = provisioning.current_script()
+    if script is None and not connection.in_atomic_block:
+        account = _reserve_account(slug=slug, name=name)
+        try:
+            provisioning.refresh_template()
+            script = provisioning.current_script()
+        except BaseException:
+            Account.objects.filter(pk=account.pk).delete()
+            raise
+        return _build_account(account, script, owner_email, owner_password)
     account = Account(slug=slug, name=name, schema_name=generate_schema_name())
+    return _build_account(account, script, owner_email, owner_password)
+
+
+@transaction.atomic
+def _reserve_account(*, slug: str, name: str) -> Account:
+    account = Account(
+        slug=slug, name=name, schema_name=generate_schema_name(), state=Account.State.PROVISIONING
+    )
     account.save(verbosity=0)
     Domain.objects.create(domain=account.host, tenant=account, is_primary=True)
+    return account
+
+
+@transaction.atomic
+def _build_account(
+    account: Account, script: str | None, owner_email: str, owner_password: str | None
+) -> Account:
+    if account._state.adding:
+        account.save(verbosity=0)
+        Domain.objects.create(domain=account.host, tenant=account, is_primary=True)
+    if script is None:
+        # Inside a caller's transaction with no current template: migrate the one schema.
+        account.create_schema(check_if_exists=True, verbosity=0)
+    else:
+        provisioning.clone_template(account.schema_name, script)
+    if account.state != Account.State.ACTIVE:
+        account.state = Account.State.ACTIVE
+        account.save(update_fields=["state"])
     with account:
         owner = User.objects.create_user(owner_email, owner_password, role=Role.OWNER)
     if not owner_password:
