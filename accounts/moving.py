@@ -1,0 +1,240 @@
+"""Moving an account's schema to another data server.
+
+    move_account(account, "big1")            # from Python (the 2015 drill calls this)
+    manage.py move_account acme --to big1    # from a shell; staff start it from the console
+
+1. The account's drain is paused (ingestion keeps accepting and spooling its items) and the
+   account turns `moving`: its dashboard refuses writes with a 503 that says so, while reads
+   keep working. In-flight drain batches are waited for (spool leases, then the account's
+   advisory lock, which the drain's apply takes too).
+2. `pg_dump -Fc -n <schema>` from the old server is piped into `pg_restore` on the new one.
+3. Every table is verified on both sides: row count and a checksum of all rows' text.
+4. Placement switches (Account.server), the old schema is renamed `<schema>_moved_<id>` so a
+   straggler fails loudly instead of writing where nobody reads, and the drain resumes, now
+   applying to the new server. The write pause (1 to 4) is measured and kept on the move.
+5. The old copy stays until `manage.py cleanup_move <id>` drops it.
+
+A failure before the switch drops the partial copy, resumes the drain and leaves the account
+where it was; nothing acknowledged is lost either way, because the spool only forgets items
+after they are committed in the account's schema.
+"""
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import Account, AccountMove
+from accounts.provisioning import pg_tool, server_url
+
+LEASE_WAIT_SECONDS = 60
+
+
+class MoveError(Exception):
+    pass
+
+
+def start_move(account: Account, target: str, started_by: str = "") -> AccountMove:
+    """Check that the move can start and record it (queued)."""
+    if target not in settings.DATA_SERVERS:
+        names = ", ".join(sorted(settings.DATA_SERVERS))
+        raise MoveError(f"{target!r} is not a data server (known: {names})")
+    if target == account.server:
+        raise MoveError(f"{account.slug} already lives on {target}")
+    if account.state != Account.State.ACTIVE:
+        raise MoveError(f"{account.slug} is {account.get_state_display().lower()}")
+    if any(move.is_running for move in account.moves.all()):
+        raise MoveError(f"{account.slug} is already being moved")
+    from ingest.models import ImportTask
+
+    if ImportTask.objects.waiting().filter(account_id=account.pk).exists():
+        raise MoveError(f"{account.slug} has a CSV import waiting or running; move it after")
+    return AccountMove.objects.create(
+        account=account, source=account.server, target=target, started_by=started_by
+    )
+
+
+def move_account(
+    account: Account,
+    target: str,
+    *,
+    started_by: str = "",
+    move: AccountMove | None = None,
+    progress: Callable[[AccountMove], None] | None = None,
+) -> AccountMove:
+    """Move `account` to the data server `target`; returns the finished (or failed) move."""
+    from ingest.spool import get_spool
+
+    connection.set_schema_to_public()
+    move = move or start_move(account, target, started_by)
+    schema, source = account.schema_name, account.server
+    report = progress or (lambda _move: None)
+    spool = get_spool()
+    paused_at = time.monotonic()
+    spool.pause(str(account.pk))
+    Account.objects.filter(pk=account.pk).update(state=Account.State.MOVING)
+    move.advance(AccountMove.Phase.PAUSED, "waiting for in-flight drain batches",
+                 started_at=timezone.now())  # fmt: skip
+    report(move)
+    switched = False
+    try:
+        _wait_for_leases(spool, str(account.pk))
+        with psycopg.connect(server_url(source), autocommit=True) as held:
+            # Taken by the drain's apply too: once we hold it, no batch is half-written.
+            held.execute("SELECT pg_advisory_lock(hashtext(%s))", [schema])
+            _prepare_target(target, schema)
+            move.advance(AccountMove.Phase.COPYING, "pg_dump | pg_restore",
+                         tables=_table_count(held, schema))  # fmt: skip
+            report(move)
+            _copy_schema(source, target, schema, move, report)
+            move.advance(AccountMove.Phase.VERIFYING, "row counts and checksums")
+            report(move)
+            rows = verify_copy(source, target, schema)
+            old_schema = f"{schema}_moved_{move.pk}"[:63]
+            held.execute(f'ALTER SCHEMA "{schema}" RENAME TO "{old_schema}"')
+            Account.objects.filter(pk=account.pk).update(server=target, state=Account.State.ACTIVE)
+            switched = True
+            held.execute("SELECT pg_advisory_unlock(hashtext(%s))", [schema])
+        spool.resume(str(account.pk))
+        pause = time.monotonic() - paused_at
+        move.advance(AccountMove.Phase.DONE, f"{rows:,} rows verified", rows=rows,
+                     write_pause_seconds=pause, old_schema=old_schema,
+                     finished_at=timezone.now())  # fmt: skip
+        account.server, account.state = target, Account.State.ACTIVE
+    except BaseException as error:
+        if not switched:
+            _drop_partial_copy(target, schema)
+            Account.objects.filter(pk=account.pk).update(state=Account.State.ACTIVE)
+        spool.resume(str(account.pk))
+        move.advance(AccountMove.Phase.FAILED, "failed; the account stays where it was",
+                     error=f"{type(error).__name__}: {error}"[:2000],
+                     write_pause_seconds=time.monotonic() - paused_at,
+                     finished_at=timezone.now())  # fmt: skip
+        if not isinstance(error, Exception):
+            raise
+    report(move)
+    return move
+
+
+def cleanup_move(move: AccountMove) -> None:
+    """Drop the old copy a finished move kept."""
+    if move.phase != AccountMove.Phase.DONE or not move.old_schema:
+        raise MoveError(f"move {move.pk} is {move.get_phase_display().lower()}; nothing to drop")
+    with psycopg.connect(server_url(move.source), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{move.old_schema}" CASCADE')
+    move.advance(AccountMove.Phase.CLEANED, f"old copy {move.old_schema} dropped")
+
+
+def verify_copy(source: str, target: str, schema: str) -> int:
+    """Compare every table's row count and checksum on both servers; returns rows."""
+    results: dict[str, dict] = {}
+
+    def measure(server: str) -> None:
+        with psycopg.connect(server_url(server), autocommit=True) as conn:
+            results[server] = table_checksums(conn, schema)
+
+    threads = [threading.Thread(target=measure, args=(server,)) for server in (source, target)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if source not in results or target not in results:
+        raise MoveError("could not read both copies for verification")
+    before, after = results[source], results[target]
+    if set(before) != set(after):
+        raise MoveError(f"tables differ: {sorted(set(before) ^ set(after))}")
+    for table, expected in before.items():
+        if after[table] != expected:
+            raise MoveError(
+                f"{table}: {expected[0]} rows (checksum {expected[1]}) on {source}, "
+                f"{after[table][0]} rows (checksum {after[table][1]}) on {target}"
+            )
+    return sum(count for count, _ in before.values())
+
+
+def table_checksums(conn: psycopg.Connection, schema: str) -> dict[str, tuple[int, int]]:
+    tables = [
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", [schema]
+        )
+    ]
+    found = {}
+    for table in tables:
+        count, checksum = conn.execute(
+            f"SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) "
+            f'FROM "{schema}"."{table}" AS t'
+        ).fetchone()
+        found[table] = (int(count), int(checksum))
+    return found
+
+
+def _wait_for_leases(spool, account_key: str) -> None:
+    deadline = time.monotonic() + max(LEASE_WAIT_SECONDS, settings.INGEST_LEASE_SECONDS + 5)
+    while time.monotonic() < deadline:
+        leased = spool.db.execute(
+            "SELECT count(*) FROM items WHERE account = ? AND lease_until >= ?",
+            (account_key, time.time()),
+        ).fetchone()[0]
+        if not leased:
+            return
+        time.sleep(0.05)
+    raise MoveError("a drain batch of this account stayed leased; try again")
+
+
+def _prepare_target(target: str, schema: str) -> None:
+    with psycopg.connect(server_url(target), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
+        if exists:
+            # Nobody lives there (the account is elsewhere): a failed attempt's leftovers.
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _drop_partial_copy(target: str, schema: str) -> None:
+    try:
+        with psycopg.connect(server_url(target), autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    except psycopg.Error:
+        pass
+
+
+def _table_count(conn: psycopg.Connection, schema: str) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s", [schema]
+    ).fetchone()[0]
+
+
+def _copy_schema(source: str, target: str, schema: str, move: AccountMove, report) -> None:
+    dump = subprocess.Popen(
+        [pg_tool("pg_dump"), "-Fc", "-Z0", "--no-owner", "--no-privileges",
+         "--schema", schema, "--dbname", server_url(source)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    restore = subprocess.Popen(
+        [pg_tool("pg_restore"), "--verbose", "--no-owner", "--no-privileges",
+         "--exit-on-error", "--dbname", server_url(target)],
+        stdin=dump.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    dump.stdout.close()
+    errors = []
+    done = 0
+    for line in restore.stderr:
+        if "processing data for table" in line:
+            done += 1
+            move.advance(AccountMove.Phase.COPYING, line.strip()[-200:], tables_done=done)
+            report(move)
+        elif "error" in line.lower():
+            errors.append(line.strip())
+    restore.wait()
+    dump_errors = dump.stderr.read().decode(errors="replace")
+    dump.wait()
+    if dump.returncode or restore.returncode:
+        raise MoveError(
+            f"copy failed: pg_dump {dump.returncode}, pg_restore {restore.returncode}: "
+            + " ".join([*errors[-3:], dump_errors.strip()[-500:]])
+        )
