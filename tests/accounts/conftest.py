@@ -7,7 +7,7 @@ these tests commit: each account they create is removed afterwards, on whichever
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -55,29 +55,48 @@ def two_servers(second_server_url, settings) -> str:
 
 
 @pytest.fixture
-def committed_account(django_db_setup, django_db_blocker) -> Iterator[Account]:
-    """An account created outside any test transaction, removed afterwards."""
+def make_committed_account(django_db_setup, django_db_blocker) -> Iterator[Callable[[], Account]]:
+    """Accounts created outside any test transaction, removed afterwards wherever they are."""
+    created: list[Account] = []
+
+    def make() -> Account:
+        with django_db_blocker.unblock():
+            connection.set_schema_to_public()
+            number = next(_numbers)
+            account = actions.create_account(
+                slug=f"mover{number}", name=f"Mover {number}",
+                owner_email=f"owner@mover{number}.example", owner_password=PASSWORD,
+            )  # fmt: skip
+        created.append(account)
+        return account
+
+    yield make
     with django_db_blocker.unblock():
-        connection.set_schema_to_public()
-        number = next(_numbers)
-        account = actions.create_account(
-            slug=f"mover{number}", name=f"Mover {number}",
-            owner_email=f"owner@mover{number}.example", owner_password=PASSWORD,
-        )  # fmt: skip
-        yield account
         connection.close()
         connection.set_schema_to_public()
-        account = Account.objects.get(pk=account.pk)
-        for server in {"default", account.server, *(m.source for m in account.moves.all())}:
-            if server != "default" and server not in django_settings.DATA_SERVERS:
-                continue
-            with psycopg.connect(server_url(server), autocommit=True) as conn:
-                for (schema,) in conn.execute(
-                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
-                    [account.schema_name + "%"],
-                ).fetchall():
-                    conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        account.delete()
+        for account in created:
+            remove_everywhere(Account.objects.filter(pk=account.pk).first() or account)
+
+
+def remove_everywhere(account: Account) -> None:
+    servers = {"default", account.server}
+    if account.pk and Account.objects.filter(pk=account.pk).exists():
+        servers |= {move.source for move in account.moves.all()}
+    for server in servers:
+        if server != "default" and server not in django_settings.DATA_SERVERS:
+            continue
+        with psycopg.connect(server_url(server), autocommit=True) as conn:
+            for (schema,) in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+                [account.schema_name + "%"],
+            ).fetchall():
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    Account.objects.filter(pk=account.pk).delete()
+
+
+@pytest.fixture
+def committed_account(make_committed_account) -> Account:
+    return make_committed_account()
 
 
 @pytest.fixture
