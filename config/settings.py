@@ -153,6 +153,8 @@ DATA_SERVERS = {
 # A connection caches the catalog of every table it touches, per schema; close it after this
 # many distinct account schemas (0: never). See README, "memory per connection".
 DB_RECYCLE_AFTER_SCHEMAS = env_int("DB_RECYCLE_AFTER_SCHEMAS", 200)
+# Days between staff confirming an account's deletion and its schema being dropped.
+ACCOUNT_DELETION_GRACE_DAYS = env_int("ACCOUNT_DELETION_GRACE_DAYS", 7)
 DATABASE_ROUTERS = ["accounts.routers.PlaneRouter"]
 TENANT_SYNC_ROUTER = "accounts.routers.PlaneRouter"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
