@@ -114,3 +114,19 @@ class ApiKeyForm(forms.Form):
         if not name:
             raise forms.ValidationError("Give the key a name.")
         return name
+
+
+class MoveForm(forms.Form):
+    target = forms.ChoiceField(label="Move to server")
+
+    def __init__(self, *args, account: Account, **kwargs) -> None:
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = [
+            (name, name) for name in sorted(settings.DATA_SERVERS) if name != account.server
+        ]
+
+
+class DeleteAccountForm(forms.Form):
+    confirmation = forms.CharField(label="Type the account's slug to confirm", max_length=40)

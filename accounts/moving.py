@@ -238,3 +238,28 @@ def _copy_schema(source: str, target: str, schema: str, move: AccountMove, repor
             f"copy failed: pg_dump {dump.returncode}, pg_restore {restore.returncode}: "
             + " ".join([*errors[-3:], dump_errors.strip()[-500:]])
         )
+
+
+def run_in_background(move: AccountMove) -> None:
+    """Run a queued move in its own process, so it outlives the staff request that started
+    it; the process sees the same servers, spool and database as this one."""
+    import os
+    import sys
+
+    from accounts.provisioning import BASE_DIR
+
+    servers = ",".join(
+        f"{name}={server_url(name)}" for name in settings.DATA_SERVERS if name != "default"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": server_url("default"),
+        "FERRY_DATA_SERVERS": servers,
+        "INGEST_SPOOL_PATH": str(settings.INGEST_SPOOL_PATH),
+    }
+    subprocess.Popen(
+        [sys.executable, "manage.py", "move_account", move.account.slug, "--to", move.target,
+         "--move-id", str(move.pk), "--verbosity", "0"],
+        cwd=BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip

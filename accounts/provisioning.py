@@ -25,6 +25,7 @@ from django.db.migrations.loader import MigrationLoader
 from accounts.models import SchemaTemplate, control_plane
 
 TEMPLATE_SCHEMA = "ferry_template"
+BASE_DIR = Path(__file__).resolve().parent.parent
 SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 

@@ -3,13 +3,16 @@
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from accounts import actions
+from accounts import actions, lifecycle, moving
 from accounts.access import get_account_for_staff, staff_required
-from accounts.forms import AccountCreateForm, EmailAuthenticationForm
-from accounts.models import Account, User
+from accounts.forms import AccountCreateForm, DeleteAccountForm, EmailAuthenticationForm, MoveForm
+from accounts.models import Account, AccountMove, AuditEntry, User
 
 
 class StaffAuthenticationForm(EmailAuthenticationForm):
@@ -42,6 +45,90 @@ def account_list(request: HttpRequest) -> HttpResponse:
 @staff_required
 def account_detail(request: HttpRequest, slug: str) -> HttpResponse:
     account = get_account_for_staff(slug)
+    moves = list(account.moves.all()[:10])
+    if request.htmx and request.GET.get("part") == "moves":
+        return render(
+            request, "accounts/staff/account.html#moves", {"shown": account, "moves": moves}
+        )
+    team = []
+    if account.state != Account.State.PROVISIONING:
+        with account:
+            team = list(User.objects.filter(is_active=True))
+    context = {
+        "shown": account,
+        "team": team,
+        "moves": moves,
+        "move_form": MoveForm(account=account),
+        "delete_form": DeleteAccountForm(),
+    }
+    return render(request, "accounts/staff/account.html", context)
+
+
+@require_POST
+@staff_required
+def start_move(request: HttpRequest, slug: str) -> HttpResponse:
+    account = get_account_for_staff(slug)
+    form = MoveForm(request.POST, account=account)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the other data servers.")
+        return redirect("staff:account", slug=account.slug)
+    try:
+        move = moving.start_move(account, form.cleaned_data["target"], request.user.email)
+    except moving.MoveError as error:
+        messages.error(request, str(error))
+        return redirect("staff:account", slug=account.slug)
+    moving.run_in_background(move)
     with account:
-        team = list(User.objects.filter(is_active=True))
-    return render(request, "accounts/staff/account.html", {"shown": account, "team": team})
+        AuditEntry.record(request.user, "account.move_started", move.target, by="staff")
+    messages.success(request, f"Moving {account.slug} to {move.target}; progress below.")
+    return redirect("staff:account", slug=account.slug)
+
+
+@require_POST
+@staff_required
+def clean_up_move(request: HttpRequest, slug: str, move_id: int) -> HttpResponse:
+    account = get_account_for_staff(slug)
+    move = get_object_or_404(AccountMove, pk=move_id, account=account)
+    try:
+        moving.cleanup_move(move)
+    except moving.MoveError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Dropped the old copy {move.source}:{move.old_schema}.")
+    return redirect("staff:account", slug=account.slug)
+
+
+@require_POST
+@staff_required
+def export(request: HttpRequest, slug: str) -> HttpResponse:
+    account = get_account_for_staff(slug)
+    with account:
+        AuditEntry.record(request.user, "account.exported", account.slug, by="staff")
+    connection.set_schema_to_public()
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(
+        lifecycle.export_chunks(account), content_type="application/gzip"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{account.slug}-{stamp}.sql.gz"'
+    return response
+
+
+@require_POST
+@staff_required
+def delete_account(request: HttpRequest, slug: str) -> HttpResponse:
+    account = get_account_for_staff(slug)
+    form = DeleteAccountForm(request.POST)
+    try:
+        if request.POST.get("cancel"):
+            lifecycle.cancel_deletion(account)
+            messages.success(request, f"Deletion of {account.slug} cancelled.")
+        elif form.is_valid():
+            lifecycle.schedule_deletion(account, form.cleaned_data["confirmation"])
+            messages.success(
+                request,
+                f"{account.slug} will be deleted after "
+                f"{account.delete_after:%Y-%m-%d %H:%M} UTC unless you cancel.",
+            )
+    except lifecycle.LifecycleError as error:
+        messages.error(request, str(error))
+    return redirect("staff:account", slug=account.slug)
