@@ -190,6 +190,19 @@ PUBLIC_URLS: dict[str, Access] = {
     "staff/login/": Access("/staff/login/", EVERYONE),
     "staff/logout/": Access("/staff/logout/", EVERYONE, "POST", login_redirect_ok=True),
     "staff/accounts/<slug:slug>/": Access("/staff/accounts/acme/", STAFF_ONLY),
+    # With one data server the form has no choice to make: staff are sent back with a message.
+    "staff/accounts/<slug:slug>/move/": Access(
+        "/staff/accounts/acme/move/", STAFF_ONLY, "POST", {"target": "default"}
+    ),
+    "staff/accounts/<slug:slug>/moves/<int:move_id>/cleanup/": Access(
+        "/staff/accounts/acme/moves/{move}/cleanup/", STAFF_ONLY, "POST"
+    ),
+    "staff/accounts/<slug:slug>/export/": Access(
+        "/staff/accounts/acme/export/", STAFF_ONLY, "POST"
+    ),
+    "staff/accounts/<slug:slug>/delete/": Access(
+        "/staff/accounts/acme/delete/", STAFF_ONLY, "POST", {"confirmation": "acme"}
+    ),
     # Customer.io Track API and the Segment spec: credentials, not sessions.
     "^api/v1/customers/(?P<identifier>.+)/events$": Access(
         "/api/v1/customers/iso-1/events", NOT_A_SESSION_API, "POST", {"name": "x"}

@@ -16,7 +16,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.access import invitation_token
-from accounts.models import ApiKey, Invitation, Role, User
+from accounts.models import AccountMove, ApiKey, Invitation, Role, User
 from accounts.tokens import password_reset_tokens
 from ingest.models import DeadLetter
 from messaging import links
@@ -123,6 +123,9 @@ def public_rows(cast, acme_rows) -> dict[str, str]:
         "template": UpdateTemplate.objects.create(name="Iso", body="Iso body").pk,
         "notification": Notification.objects.create(
             channel="email", target="a@example.com", event="iso"
+        ).pk,
+        "move": AccountMove.objects.create(
+            account=cast.acme, source="default", target="default", phase="failed"
         ).pk,
         "confirm_token": confirm_token(subscriber),
         "unsubscribe_token": unsubscribe_token(subscriber),
