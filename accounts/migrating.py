@@ -197,6 +197,7 @@ def migrate_accounts(
     max_per_second: float = 0.0,
     progress: Callable[[int, int, float], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    on_pause: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Bring every account schema (and the template) up to the code's migrations."""
     started = time.monotonic()
@@ -233,7 +234,11 @@ def migrate_accounts(
             return
         pacer.wait()
         if governor is not None:
-            governor.wait_if_behind()
+            try:
+                # Ingestion first: no schema starts while the drain is behind.
+                governor.wait_if_behind(stop=lambda: failed.is_set() or stop(), on_pause=on_pause)
+            except governor.Stopped:
+                return
         step = None
         try:
             for step in steps:

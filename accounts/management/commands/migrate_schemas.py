@@ -47,6 +47,9 @@ class Command(MigrateSchemasCommand):
             return
         self.migrate_account_schemas(schema_name, options)
 
+    def show_pause(self, reason: str) -> None:
+        self.stderr.write(f"\rWaiting for ingestion to catch up: {reason}", ending="")
+
     def migrate_account_schemas(self, schema_name: str | None, options: dict) -> None:
         verbosity = int(options.get("verbosity", 1))
         targets = None
@@ -61,6 +64,7 @@ class Command(MigrateSchemasCommand):
             parallel=options["accounts_parallel"],
             max_per_second=options["max_per_second"],
             progress=show,
+            on_pause=self.show_pause if verbosity >= 1 else None,
         )
         if not report.ok:
             raise CommandError(
