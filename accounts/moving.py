@@ -177,11 +177,7 @@ def table_checksums(conn: psycopg.Connection, schema: str) -> dict[str, tuple[in
 def _wait_for_leases(spool, account_key: str) -> None:
     deadline = time.monotonic() + max(LEASE_WAIT_SECONDS, settings.INGEST_LEASE_SECONDS + 5)
     while time.monotonic() < deadline:
-        leased = spool.db.execute(
-            "SELECT count(*) FROM items WHERE account = ? AND lease_until >= ?",
-            (account_key, time.time()),
-        ).fetchone()[0]
-        if not leased:
+        if account_key not in spool.leased_accounts():
             return
         time.sleep(0.05)
     raise MoveError("a drain batch of this account stayed leased; try again")
