@@ -57,9 +57,11 @@ def baseline(port: int, count: int) -> float:
     """Messages per second for identical pre-built messages over one connection."""
     from django.core.mail import EmailMultiAlternatives
 
-    message = EmailMultiAlternatives("Hello", "text " * 80, "news@example.com", ["a@example.com"])
-    message.attach_alternative("<p>" + "html " * 120 + "</p>", "text/html")
-    data = message.message().as_bytes()
+    text = ("text " * 14 + "\n") * 6
+    message = EmailMultiAlternatives("Hello", text, "news@example.com", ["a@example.com"])
+    message.attach_alternative(("<p>" + "html " * 14 + "</p>\n") * 8, "text/html")
+    mime = message.message()
+    data = mime.as_bytes(policy=mime.policy.clone(linesep="\r\n"))
     started = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         for n in range(count):

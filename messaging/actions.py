@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEntry, User
 from messaging import links
+from messaging.mime import InvalidRecipient
 from messaging.models import Broadcast, Delivery, DeliveryEvent, Topic
 from messaging.render import Recipient, build_message, compile_broadcast, person_values
 from messaging.sending import account_key, smtp_reason
@@ -141,7 +142,7 @@ def send_test(broadcast: Broadcast, user: User, address: str, person: Person | N
     mailer = mailers["broadcasts"]
     try:
         build_message(compiled, recipient, delivery.message_id, connection=mailer).send()
-    except (smtplib.SMTPException, OSError) as error:
+    except (smtplib.SMTPException, OSError, InvalidRecipient) as error:
         delivery.state, delivery.failed_at = Delivery.State.FAILED, timezone.now()
         delivery.reason = smtp_reason(error)
     else:

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import markdown
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import EmailAlternative
 
-from messaging import links
+from messaging import links, mime
+from messaging.mime import PreparedEmail
 
 PLACEHOLDER = re.compile(
     r"\{\{\s*(?P<name>customer\.[A-Za-z0-9_\-]+|unsubscribe_url|preferences_url)\s*"
@@ -157,6 +158,7 @@ class CompiledBroadcast:
     from_email: str
     reply_to: str
     account: str
+    boundary: str = field(default_factory=mime.new_boundary)
 
     @property
     def attribute_names(self) -> set[str]:
@@ -237,24 +239,32 @@ def stringify(value: object) -> str:
 
 def build_message(
     compiled: CompiledBroadcast, recipient: Recipient, message_id: str, connection=None
-) -> EmailMultiAlternatives:
+) -> PreparedEmail:
+    """The message for one recipient, its MIME bytes written directly (see mime.py)."""
     subject = compiled.subject.fill(recipient)
     text = compiled.text.fill(recipient)
     body_html = compiled.html.fill(recipient)
+    from_email = compiled.from_email or settings.DEFAULT_FROM_EMAIL
     headers = {
+        "Subject": mime.header_value("Subject", subject),
+        "From": mime.address_header(from_email),
+        "To": mime.recipient_address(recipient.email),
+        "Date": mime.now_header(),
         "Message-ID": message_id,
         "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "X-Ferry-Delivery": message_id.strip("<>").split("@")[0],
     }
-    message = EmailMultiAlternatives(
+    if compiled.reply_to:
+        headers["Reply-To"] = mime.address_header(compiled.reply_to)
+    message = PreparedEmail(
         subject,
         text,
-        compiled.from_email or settings.DEFAULT_FROM_EMAIL,
+        from_email,
         [recipient.email],
-        headers=headers,
         reply_to=[compiled.reply_to] if compiled.reply_to else None,
         connection=connection,
     )
-    message.attach_alternative(body_html, "text/html")
+    message.alternatives = [EmailAlternative(body_html, "text/html")]
+    message.prepare(headers, text, body_html, compiled.boundary)
     return message

@@ -28,6 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from messaging import links
+from messaging.mime import InvalidRecipient
 from messaging.models import Broadcast, Delivery
 from messaging.render import CompiledBroadcast, Recipient, build_message, compile_broadcast
 
@@ -192,7 +193,11 @@ def send_claimed(compiled: CompiledBroadcast, claimed: list[Claimed], mailer) ->
             item.email,
             {**(item.attributes or {}), "email": item.email, "id": item.customer_id or ""},
         )
-        message = build_message(compiled, recipient, item.message_id, connection=mailer)
+        try:
+            message = build_message(compiled, recipient, item.message_id, connection=mailer)
+        except InvalidRecipient as error:
+            outcomes.append(Outcome(item.id, Delivery.State.FAILED, str(error)[:500]))
+            continue
         try:
             mailer.send_messages([message])
         except (

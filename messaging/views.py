@@ -242,7 +242,7 @@ def rendered_message(delivery: Delivery) -> dict | None:
     values = delivery.values or {}
     recipient = Recipient(account_key(), delivery.pk, delivery.email, values)
     message = build_message(compiled, recipient, delivery.message_id)
-    mime = message.message()
+    mime = message.message().parsed()
     if delivery.sent_at:
         mime.replace_header("Date", delivery.sent_at.strftime("%a, %d %b %Y %H:%M:%S +0000"))
     return {

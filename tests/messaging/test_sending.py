@@ -223,3 +223,20 @@ def test_the_worker_round_sends_in_every_account_and_only_there(cast, readers, m
     with cast.acme:
         assert Delivery.objects.filter(broadcast=acme_broadcast).count() == 3
         assert not Delivery.objects.filter(email="gina@globex.example").exists()
+
+
+def test_values_cannot_add_headers_and_non_ascii_is_encoded(cast, mailbox):
+    zoe = make_person(
+        cast.acme, "zoe-1", "zoe@example.com", first_name="Zoë\r\nBcc: evil@example.com"
+    )
+    odd = make_person(cast.acme, "odd-2", "jörg@exämple.com", first_name="Jörg")
+    broadcast = schedule(cast.acme, make_broadcast(cast.acme, make_segment(cast.acme, [zoe, odd])))
+    send_all(cast.acme)
+    assert [r.recipients for r in mailbox.received] == [["zoe@example.com"]]
+    received = mailbox.to("zoe@example.com")
+    assert received.message["Subject"] == "Hello Zoë  Bcc: evil@example.com"
+    assert received.message.get_all("Bcc") is None
+    assert "News for Zoë" in received.part("text/html")
+    with cast.acme:
+        refused = Delivery.objects.get(broadcast=broadcast, person=odd)
+    assert refused.state == "failed" and "not an address" in refused.reason
