@@ -387,6 +387,8 @@ MESSAGING_UNSUBSCRIBE_MAX_AGE = env_int("MESSAGING_UNSUBSCRIBE_MAX_AGE", 60 * 60
 MESSAGING_TRACKING_MAX_AGE = env_int("MESSAGING_TRACKING_MAX_AGE", 60 * 60 * 24 * 90)
 # Messages per second per sending worker (0: as fast as the mail server takes them).
 MESSAGING_SEND_RATE = env_int("MESSAGING_SEND_RATE", 200)
+# SMTP connections each sending worker keeps open in parallel.
+MESSAGING_SMTP_CONNECTIONS = env_int("MESSAGING_SMTP_CONNECTIONS", 4)
 # Deliveries claimed per round; after a crash at most this many are in doubt.
 MESSAGING_CLAIM_BATCH = env_int("MESSAGING_CLAIM_BATCH", 100)
 # A claim older than this belonged to a sender that died mid-batch.
