@@ -20,6 +20,7 @@ WORKER_COMMANDS: list[list[str]] = [
     ["run_imports"],
     ["sweep_segments", "--every", "60"],
     ["send_broadcasts"],
+    ["run_retention", "--every", str(settings.RETENTION_EVERY_SECONDS)],
 ]
 
 
