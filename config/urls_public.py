@@ -8,6 +8,7 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="public/home.html"), name="home"),
     path("staff/ingest/", include("ingest.staff_urls")),
     path("staff/status/", include("status.staff_urls")),
+    path("staff/maintenance/", include("maintenance.staff_urls")),
     path("staff/", include("accounts.staff_urls")),
     path("admin/", admin.site.urls),
     path("", include("ingest.urls")),

@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from accounts import views as accounts_views
+from maintenance import views as maintenance_views
 
 urlpatterns = [
     path("", include("segments.urls")),
@@ -44,6 +45,7 @@ urlpatterns = [
         accounts_views.revoke_api_key,
         name="revoke_api_key",
     ),
+    path("settings/retention/", maintenance_views.retention_settings, name="retention_settings"),
     path("invitations/<str:token>/", accounts_views.accept_invitation, name="accept_invitation"),
 ]
 

@@ -15,3 +15,6 @@ def spool(tmp_path, settings) -> Iterator[Spool]:
     yield get_spool()
     spool_module._spools.clear()
     governor._last_reading = None
+
+
+from tests.ingest.conftest import acme_key  # noqa: E402, F401
