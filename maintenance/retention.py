@@ -87,6 +87,25 @@ def horizon(days: int, now: datetime | None = None) -> datetime:
     return (now or datetime.now(UTC)) - timedelta(days=days)
 
 
+def kept_days() -> dict[str, int]:
+    """Days the current account keeps events and deliveries, for the segment editor."""
+    account = getattr(connection, "tenant", None)
+    if not isinstance(account, Account):
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT events_days, events_limit_days, deliveries_days, deliveries_limit_days "
+            "FROM public.maintenance_retentionpolicy WHERE account_id = %s",
+            [account.pk],
+        )
+        row = cursor.fetchone() or (None, None, None, None)
+    policy = RetentionPolicy(
+        events_days=row[0], events_limit_days=row[1],
+        deliveries_days=row[2], deliveries_limit_days=row[3],
+    )  # fmt: skip
+    return {"events": policy.days("events"), "deliveries": policy.days("deliveries")}
+
+
 def clean_account(account: Account, slot: Slot, now: datetime | None = None) -> Cleaned:
     """Everything past the account's horizons, in paced batches (the caller holds the slot)."""
     now = now or datetime.now(UTC)

@@ -198,6 +198,9 @@ class Context:
     own_id: int | None = None
     # Email activity conditions need recorded deliveries (messaging), which may not exist.
     deliveries: bool = False
+    # Days the account keeps "events" and "deliveries" (maintenance/retention.py): a window
+    # reaching further back would silently miss deleted rows, so the editor refuses it.
+    kept_days: Mapping[str, int] = field(default_factory=dict)
 
 
 class Reader:
@@ -356,7 +359,29 @@ class Reader:
             return None
         return Occurrence(operator, count)
 
-    def window(self, data: dict, path: str) -> Window | object | None:
+    def window(self, data: dict, path: str, rows: str = "events") -> Window | object | None:
+        read = self.window_read(data, path)
+        kept = self.context.kept_days.get(rows)
+        if kept is None or read in (INVALID, None):
+            return read
+        if read.days is not None and read.days > kept:
+            self.fail(
+                f"{path}.within_days",
+                f"{read.days} days is longer than this account keeps {rows} ({kept} days); "
+                f"older {rows} are deleted, so use at most {kept}",
+            )
+            return INVALID
+        horizon = datetime.now(UTC) - timedelta(days=kept)
+        if read.start is not None and read.start < horizon:
+            self.fail(
+                f"{path}.from",
+                f"is before {horizon:%Y-%m-%d}: this account keeps {rows} {kept} days and "
+                f"older {rows} are deleted; use a later date",
+            )
+            return INVALID
+        return read
+
+    def window_read(self, data: dict, path: str) -> Window | object | None:
         days, start, end = data.get("within_days"), data.get("from"), data.get("to")
         if days is not None and (start is not None or end is not None):
             self.fail(f"{path}.within_days", "use either within_days or from and to, not both")
@@ -404,7 +429,7 @@ class Reader:
             self.fail(f"{path}.activity", f"must be one of {', '.join(EMAIL_ACTIVITIES)}")
             return None
         occurrence = self.occurrence(data, path)
-        window = self.window(data, path)
+        window = self.window(data, path, "deliveries")
         if occurrence is None or window is INVALID:
             return None
         if not self.context.deliveries:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from django.db import transaction
 
+from maintenance.retention import kept_days
 from segments import membership
 from segments.membership import Cause, Change
 from segments.models import Membership, Person, Segment, SegmentVersion
@@ -17,7 +18,7 @@ def rule_context(segment: Segment | None) -> Context:
     """What validating a rule for this segment needs: the account's other segments."""
     others = Segment.objects.exclude(pk=segment.pk) if segment and segment.pk else Segment.objects
     graph = {pk: list(depends) for pk, depends in others.values_list("pk", "depends_on")}
-    return Context(segments=graph, own_id=segment.pk if segment else None)
+    return Context(segments=graph, own_id=segment.pk if segment else None, kept_days=kept_days())
 
 
 def describe_change(before: SegmentVersion | None, after: SegmentVersion) -> str:
