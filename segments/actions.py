@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditEntry, User
+from maintenance.actions import erase_person_traces
 from segments.models import Person, Suppression
 
 
@@ -31,7 +32,8 @@ def delete_attribute(person: Person, actor: User, name: str) -> None:
 
 @transaction.atomic
 def delete_person(person: Person, actor: User, *, suppress: bool) -> None:
-    """Delete the person with their events, summaries and memberships (the database cascades);
+    """Delete the person with their events, summaries, deliveries and memberships (the database
+    cascades), their never-merged anonymous events and the dead letters naming them;
     with `suppress`, ingestion will not create them again from the same identifiers."""
     label, identifiers = person.label, {"id": person.customer_id, "email": person.email}
     if suppress:
@@ -41,6 +43,7 @@ def delete_person(person: Person, actor: User, *, suppress: bool) -> None:
                     kind=kind, value=value.lower() if kind == "email" else value,
                     defaults={"created_by": actor.email},
                 )  # fmt: skip
+    erase_person_traces(person)  # what the database's cascade does not reach
     person.delete()
     action = "person.suppressed" if suppress else "person.deleted"
     AuditEntry.record(actor, action, label, **{k: v for k, v in identifiers.items() if v})
