@@ -143,6 +143,10 @@ TENANT_URLS: dict[str, Access] = {
     "settings/api-keys/<int:key_id>/revoke/": Access(
         "/settings/api-keys/{api_key}/revoke/", MANAGERS, "POST"
     ),
+    # Everyone on the team reads it (tests/maintenance/); only owners and admins change it.
+    "settings/retention/": Access(
+        "/settings/retention/", own(MANAGERS), "POST", {"events_days": "100"}
+    ),
     # Anyone with the link, on the account that issued it; teammates already signed in see
     # the form too (an invitation is for an email address, not for the current session).
     "invitations/<str:token>/": Access("/invitations/{invitation_token}/", EVERYONE - {OUTSIDER}),
@@ -160,6 +164,14 @@ PUBLIC_URLS: dict[str, Access] = {
     ),
     "staff/ingest/dead-letters/<int:letter_id>/discard/": Access(
         "/staff/ingest/dead-letters/{dead_letter}/discard/", STAFF_ONLY, "POST"
+    ),
+    "staff/maintenance/": Access("/staff/maintenance/", STAFF_ONLY),
+    "staff/maintenance/storage/": Access("/staff/maintenance/storage/", STAFF_ONLY),
+    "staff/maintenance/accounts/<slug:slug>/retention/": Access(
+        "/staff/maintenance/accounts/acme/retention/",
+        STAFF_ONLY,
+        "POST",
+        {"events_limit_days": "400"},
     ),
     "staff/status/": Access("/staff/status/", STAFF_ONLY),
     "staff/status/components/<str:code>/status/": Access(

@@ -43,7 +43,10 @@ def test_delete_removes_events_deliveries_and_dead_letters_at_once(cast, spool, 
     ]):  # fmt: skip
         DeadLetter.objects.create(account_id=cast.acme.pk, source=f"n:{n}", payload=item, error="e")
     DeadLetter.objects.create(
-        account_id=cast.globex.pk, source="n:9", payload=wire.cio_event("ann-1", {"name": "w"}), error="e"
+        account_id=cast.globex.pk,
+        source="n:9",
+        payload=wire.cio_event("ann-1", {"name": "w"}),
+        error="e",
     )
     response = client_for(cast.acme, cast.mia).post(
         f"/people/{ann.pk}/delete/", {"suppress": suppress}
