@@ -1,0 +1,470 @@
+"""The 2015 maintenance drill: delete old data (and move an account) while keeping up.
+
+A private PostgreSQL cluster with one big account and several small ones, Ferry under
+gunicorn with two drain workers, steady Track API ingest at half the drain capacity measured
+in the same run, and a prober reading the big account's dashboard. Phase "before" measures
+the drain rate and dashboard latency; phase "during" repeats that while retention deletes
+about half of the big account's events under the governor (and, when `move_account` exists,
+one small account moves to a second PostgreSQL server). At the end every acknowledged event
+must be present exactly once.
+
+Used by tests/maintenance/test_drill.py (small) and bench/drill_2015.py (1,000,000 people).
+"""
+
+import http.client
+import json
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from base64 import b64encode
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from tests.outage.drill import Cluster, free_port
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from bench.generate_account import generate  # noqa: E402
+
+EVENTS_PER_REQUEST = 100
+PEOPLE_PER_ACCOUNT = 500
+RETENTION_DAYS = 45  # the generated events span 90 days: about half are older
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float = 0.0
+    acknowledged: int = 0
+    backlog_start: int = 0
+    backlog_end: int = 0
+    backlog_max: int = 0
+    dashboard_ms: list[float] = field(default_factory=list)
+
+    @property
+    def drained(self) -> int:
+        return self.acknowledged + self.backlog_start - self.backlog_end
+
+    @property
+    def drain_rate(self) -> float:
+        return self.drained / self.seconds if self.seconds else 0.0
+
+    @property
+    def ingest_rate(self) -> float:
+        return self.acknowledged / self.seconds if self.seconds else 0.0
+
+    def percentile(self, share: float) -> float:
+        if not self.dashboard_ms:
+            return float("nan")
+        ordered = sorted(self.dashboard_ms)
+        return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
+
+
+@dataclass
+class DrillReport:
+    accounts: int = 0
+    big_people: int = 0
+    big_events: int = 0
+    capacity: float = 0.0
+    offered: float = 0.0
+    phases: dict[str, Phase] = field(default_factory=dict)
+    old_events: int = 0
+    retention_deleted: int = 0
+    retention_seconds: float = 0.0
+    retention_paused_seconds: float = 0.0
+    retention_finished: bool = False
+    move: str = "not run"
+    events_acknowledged: int = 0
+    events_present: int = 0
+    events_missing: int = 0
+    events_unexpected: int = 0
+    drain_after_seconds: float = 0.0
+    backlog_left: int = 0
+    refusals: list[str] = field(default_factory=list)
+
+
+class Ferry:
+    """gunicorn and drain workers on the drill's database, with a spool of their own."""
+
+    def __init__(self, folder: Path, database_url: str, env: dict[str, str]) -> None:
+        self.spool_path = folder / "spool.sqlite3"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "INGEST_SPOOL_PATH": str(self.spool_path),
+            "FERRY_VAR_DIR": str(folder / "var"),
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.port = free_port()
+        self.web: subprocess.Popen | None = None
+        self.drains: list[subprocess.Popen] = []
+
+    def manage(self, *args: str, timeout: float = 600) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env,
+            capture_output=True, text=True, check=True, timeout=timeout,
+        ).stdout  # fmt: skip
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def start_web(self) -> None:
+        self.web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", "3", "--log-level", "warning", "--preload"],
+            cwd=BASE_DIR, env=self.env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                connection.request("GET", "/api/v1/events")
+                connection.getresponse().read()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError("gunicorn did not start")
+
+    def start_drains(self, count: int = 2) -> None:
+        command = [sys.executable, "manage.py", "drain"]
+        self.drains = [
+            subprocess.Popen(command, cwd=BASE_DIR, env=self.env, stdout=subprocess.DEVNULL)
+            for _ in range(count)
+        ]
+
+    def backlog(self) -> int:
+        if not self.spool_path.exists():
+            return 0
+        with sqlite3.connect(self.spool_path, timeout=30) as db:
+            return db.execute("SELECT count(*) FROM items").fetchone()[0]
+
+    def account_ids(self) -> list[str]:
+        with psycopg.connect(self.env["DATABASE_URL"]) as conn:
+            return [str(row[0]) for row in conn.execute("SELECT id FROM accounts_account")]
+
+    def pause(self, accounts: list[str]) -> None:
+        with sqlite3.connect(self.spool_path, timeout=30) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS paused (account TEXT PRIMARY KEY)")
+            db.executemany("INSERT OR IGNORE INTO paused VALUES (?)", [(a,) for a in accounts])
+
+    def resume(self, accounts: list[str]) -> None:
+        with sqlite3.connect(self.spool_path, timeout=30) as db:
+            db.executemany("DELETE FROM paused WHERE account = ?", [(a,) for a in accounts])
+
+    def stop(self) -> None:
+        for process in (self.web, *self.drains):
+            if process and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class Target:
+    slug: str
+    schema: str
+    site_id: str
+    api_key: str
+
+
+class Sender(threading.Thread):
+    """v2 batches of EVENTS_PER_REQUEST events at a steady rate, round robin over accounts
+    with every other request going to the big one; remembers what was acknowledged."""
+
+    def __init__(self, port: int, targets: list[Target], requests_per_second: float,
+                 prefix: str, limit: int | None = None) -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.port, self.targets, self.prefix, self.limit = port, targets, prefix, limit
+        self.interval = 1 / requests_per_second if requests_per_second else 0
+        self.acknowledged: dict[str, list[str]] = {t.slug: [] for t in targets}
+        self.acknowledged_count = 0
+        self.refusals: list[str] = []
+        self.stopping = threading.Event()
+
+    def target(self, number: int) -> Target:
+        if number % 2 == 0:
+            return self.targets[0]
+        return self.targets[1 + (number // 2) % (len(self.targets) - 1)]
+
+    def run(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        number, next_at = 0, time.monotonic()
+        while not self.stopping.is_set() and (self.limit is None or number < self.limit):
+            target = self.target(number)
+            auth = "Basic " + b64encode(f"{target.site_id}:{target.api_key}".encode()).decode()
+            ids = [f"{self.prefix}-{number}-{i}" for i in range(EVENTS_PER_REQUEST)]
+            batch = [
+                {"type": "person", "identifiers": {"id": f"p{(number * 7 + i) % PEOPLE_PER_ACCOUNT}"},
+                 "action": "event", "name": "drilled", "id": event_id, "attributes": {"i": i}}
+                for i, event_id in enumerate(ids)
+            ]  # fmt: skip
+            number += 1
+            try:
+                connection.request(
+                    "POST", "/api/v2/batch", body=json.dumps({"batch": batch}),
+                    headers={"Authorization": auth, "Content-Type": "application/json"},
+                )  # fmt: skip
+                response = connection.getresponse()
+                body = response.read()
+                if response.status == 200:
+                    self.acknowledged[target.slug].extend(ids)
+                    self.acknowledged_count += len(ids)
+                else:
+                    self.refusals.append(f"{response.status} {body[:200]!r}")
+            except OSError as error:
+                self.refusals.append(repr(error))
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            if self.interval:
+                next_at += self.interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+class Prober(threading.Thread):
+    """A signed-in owner reading the big account's overview and people list, one request
+    every `interval` seconds; latencies go to the current phase."""
+
+    PATHS = ("/", "/people/", "/people/?q=1")
+
+    def __init__(self, port: int, host: str, session_key: str, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.port, self.host, self.interval = port, host, interval
+        self.cookie = f"ferry_session={session_key}"
+        self.phase: Phase | None = None
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        number = 0
+        while not self.stopping.is_set():
+            path = self.PATHS[number % len(self.PATHS)]
+            number += 1
+            started = time.perf_counter()
+            try:
+                connection.request("GET", path, headers={"Host": self.host, "Cookie": self.cookie})
+                response = connection.getresponse()
+                response.read()
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status != 200:
+                    self.errors.append(f"{path}: {response.status}")
+                elif self.phase is not None:
+                    self.phase.dashboard_ms.append(elapsed)
+            except OSError as error:
+                self.errors.append(repr(error))
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            time.sleep(self.interval)
+
+
+SETUP = """
+import json
+from django.contrib.sessions.backends.db import SessionStore
+from accounts import actions
+from accounts.models import Account, ApiKey, User
+
+out = {"accounts": []}
+for n in range(%(small)d + 1):
+    slug = "big" if n == 0 else f"small{n:02d}"
+    account = actions.create_account(slug=slug, name=slug, owner_email=f"o@{slug}.example",
+                                     owner_password="a-long-drill-password")
+    key, issued = ApiKey.issue(account, "Drill")
+    out["accounts"].append({"slug": slug, "schema": account.schema_name,
+                            "site_id": issued.site_id, "api_key": issued.api_key})
+big = Account.objects.get(slug="big")
+with big:
+    user = User.objects.get()
+    session = SessionStore()
+    session["_auth_user_id"] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.create()
+    out["session"] = session.session_key
+print(json.dumps(out))
+"""
+
+
+def run_drill(
+    *, small_accounts: int, big_people: int, big_events: int, burst_requests: int,
+    before_seconds: float, during_max_seconds: float, probe_interval: float,
+    env: dict[str, str] | None = None, drain_timeout: float = 300, log=lambda *_: None,
+) -> DrillReport:  # fmt: skip
+    report = DrillReport(accounts=small_accounts + 1, big_people=big_people, big_events=big_events)
+    with tempfile.TemporaryDirectory(prefix="ferry-maintenance-drill-") as scratch:
+        folder = Path(scratch)
+        os.chmod(folder, 0o755)
+        cluster = Cluster(folder)
+        ferry = None
+        senders: list[Sender] = []
+        prober = None
+        try:
+            with psycopg.connect(cluster.url, autocommit=True) as conn:
+                conn.execute("CREATE DATABASE drill")
+            url = cluster.url.replace("/postgres?", "/drill?")
+            ferry = Ferry(folder, url, env or {})
+            ferry.manage("migrate_schemas", "-v", "0")
+            if "STATIC_ROOT" not in ferry.env:
+                ferry.manage("collectstatic", "--noinput", "-v", "0")
+            log("creating accounts")
+            output = ferry.manage("shell", "-c", SETUP % {"small": small_accounts})
+            setup = json.loads(output.strip().splitlines()[-1])  # after migration chatter
+            targets = [Target(**a) for a in setup["accounts"]]
+            big = targets[0]
+            log("generating the big account")
+            generate(url, big.schema, big_people, big_events)
+            with psycopg.connect(url) as conn:
+                conn.execute(f'SET search_path TO "{big.schema}"')
+                report.old_events = conn.execute(
+                    "SELECT count(*) FROM segments_event WHERE timestamp < now() - %s::interval",
+                    [f"{RETENTION_DAYS} days 1 hour"],
+                ).fetchone()[0]
+            ferry.start_web()
+
+            # Drain capacity: a burst spooled with the drain stopped, then drained by two.
+            log("measuring drain capacity")
+            # The workers start first and wait with every account paused, so that their start
+            # does not count against the drain.
+            accounts = ferry.account_ids()
+            ferry.pause(accounts)
+            ferry.start_drains(2)
+            burst = Sender(ferry.port, targets, 0, "burst", limit=burst_requests)
+            burst.start()
+            burst.join()
+            time.sleep(2)
+            items = ferry.backlog()
+            ferry.resume(accounts)
+            started = time.monotonic()
+            while ferry.backlog() and time.monotonic() - started < drain_timeout:
+                time.sleep(0.05)
+            report.capacity = items / (time.monotonic() - started)
+            report.offered = report.capacity / 2
+            senders.append(burst)
+
+            # Steady ingest at half the capacity, split over threads that can keep the pace.
+            rps = report.offered / EVENTS_PER_REQUEST
+            threads = max(1, math.ceil(rps / 15))
+            senders += [
+                Sender(ferry.port, targets, rps / threads, f"steady{n}") for n in range(threads)
+            ]
+            prober = Prober(ferry.port, "big.localhost", setup["session"], probe_interval)
+            for thread in (*senders[1:], prober):
+                thread.start()
+            time.sleep(2)  # settle
+
+            def measure(phase: Phase, until) -> None:
+                acknowledged = sum(s.acknowledged_count for s in senders[1:])
+                phase.backlog_start = phase.backlog_max = ferry.backlog()
+                prober.phase = phase
+                started = time.monotonic()
+                while not until(time.monotonic() - started):
+                    time.sleep(0.5)
+                    phase.backlog_max = max(phase.backlog_max, ferry.backlog())
+                phase.seconds = time.monotonic() - started
+                phase.acknowledged = sum(s.acknowledged_count for s in senders[1:]) - acknowledged
+                phase.backlog_end = ferry.backlog()
+                prober.phase = None
+
+            log("phase before")
+            before = report.phases["before"] = Phase("before")
+            measure(before, lambda elapsed: elapsed >= before_seconds)
+
+            log("phase during: retention")
+            with psycopg.connect(url) as conn:
+                conn.execute(
+                    "INSERT INTO maintenance_retentionpolicy (account_id, events_days, updated_at, "
+                    "updated_by) SELECT id, %s, now(), 'drill' FROM accounts_account "
+                    "WHERE slug = 'big'",
+                    [RETENTION_DAYS],
+                )
+
+            retention = ferry.popen("run_retention", "--account", "big")
+            mover = start_move(ferry, targets[-1], report)
+            during = report.phases["during"] = Phase("during")
+            measure(
+                during,
+                lambda elapsed: (retention.poll() is not None
+                                 and (mover is None or mover.poll() is not None))
+                or elapsed >= during_max_seconds,
+            )  # fmt: skip
+            report.retention_finished = retention.poll() == 0
+            if retention.poll() is None:
+                retention.terminate()
+            retention.wait(timeout=60)
+            if mover is not None:
+                finish_move(mover, report)
+            with psycopg.connect(url) as conn:
+                row = conn.execute(
+                    "SELECT sum(rows_done), sum(extract(epoch FROM finished_at - started_at)), "
+                    "sum(paused_seconds) FROM maintenance_maintenancerun "
+                    "WHERE kind = 'retention' AND account_label = 'big'"
+                ).fetchone()
+            report.retention_deleted = int(row[0] or 0)
+            report.retention_seconds = float(row[1] or 0)
+            report.retention_paused_seconds = float(row[2] or 0)
+
+            log("draining")
+            for sender in senders[1:]:
+                sender.stopping.set()
+            prober.stopping.set()
+            for thread in (*senders[1:], prober):
+                thread.join()
+            started = time.monotonic()
+            while ferry.backlog() and time.monotonic() - started < drain_timeout:
+                time.sleep(0.1)
+            report.drain_after_seconds = time.monotonic() - started
+            report.backlog_left = ferry.backlog()
+            count_events(url, targets, senders, report)
+            report.refusals = [r for s in senders for r in s.refusals][:5] + prober.errors[:5]
+        finally:
+            for thread in senders:
+                thread.stopping.set()
+            if prober:
+                prober.stopping.set()
+            if ferry:
+                ferry.stop()
+            cluster.close()
+    return report
+
+
+def start_move(ferry: Ferry, target: Target, report: DrillReport) -> subprocess.Popen | None:
+    """move_account of one small account, when that command exists on this branch."""
+    if not list(BASE_DIR.glob("*/management/commands/move_account.py")):
+        report.move = "missing: no move_account command on this branch"
+        return None
+    report.move = "move_account present but not wired into the drill yet"
+    return None
+
+
+def finish_move(mover: subprocess.Popen, report: DrillReport) -> None:
+    _out, err = mover.communicate(timeout=600)
+    report.move = "moved" if mover.returncode == 0 else f"failed: {err[-300:]}"
+
+
+def count_events(
+    url: str, targets: list[Target], senders: list[Sender], report: DrillReport
+) -> None:
+    with psycopg.connect(url) as conn:
+        for target in targets:
+            acknowledged = {key for s in senders for key in s.acknowledged[target.slug]}
+            conn.execute(f'SET search_path TO "{target.schema}"')
+            present = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT dedupe_key FROM segments_event WHERE name = 'drilled'"
+                )
+            ]
+            report.events_acknowledged += len(acknowledged)
+            report.events_present += len(acknowledged & set(present))
+            report.events_missing += len(acknowledged - set(present))
+            report.events_unexpected += len(present) - len(acknowledged & set(present))

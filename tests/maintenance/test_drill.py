@@ -1,0 +1,36 @@
+"""The maintenance drill, short: retention deletes half of an account's events while ingest
+runs at half the drain capacity; nothing acknowledged is lost and the drain keeps up."""
+
+import time
+
+import pytest
+from django.conf import settings
+
+from tests.maintenance.drill import run_drill
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+def test_deleting_old_data_under_steady_ingest_loses_nothing_and_keeps_up(django_db_setup):
+    # Small batches, so that retention runs for a while beside the ingest.
+    env = {"RETENTION_BATCH_SIZE": "200", "STATIC_ROOT": str(settings.STATIC_ROOT)}
+    timings = []
+    report = run_drill(
+        small_accounts=2, big_people=2_000, big_events=60_000, burst_requests=60,
+        before_seconds=5, during_max_seconds=30, probe_interval=0.2, env=env,
+        log=lambda text: timings.append((time.monotonic(), text)),
+    )  # fmt: skip
+    print(timings, report)
+    assert report.refusals == []
+    assert report.retention_finished
+    # Counted just before the run; the horizon moves on a little meanwhile.
+    assert report.old_events > 20_000
+    assert report.old_events <= report.retention_deleted <= report.old_events * 1.01
+    assert report.events_acknowledged > 0
+    assert (report.events_missing, report.events_unexpected) == (0, 0)
+    assert report.events_present == report.events_acknowledged
+    assert report.backlog_left == 0
+    before, during = report.phases["before"], report.phases["during"]
+    # The backlog that built up while retention ran drains once it is done.
+    assert during.backlog_end <= max(during.backlog_max, 1)
+    assert during.drain_rate >= 0.5 * before.drain_rate, (before, during)
