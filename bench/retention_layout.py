@@ -28,7 +28,6 @@ sys.path.insert(0, str(BASE_DIR))
 
 from bench._cluster import ferry_database  # noqa: E402
 from bench.generate_account import generate  # noqa: E402
-from maintenance.retention import DELETE_EVENTS, EVENT_NAMES  # noqa: E402
 
 TABLES = {  # table: the time column a partitioned layout would split it by
     "segments_event": "timestamp",
@@ -145,6 +144,14 @@ def wal_bytes(conn, since: str) -> int:
 
 
 def part_deletes(url: str, schema: str, events: int, batch: int) -> list[tuple]:
+    # The statements retention runs, read from the code itself (Django on the bench database).
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from maintenance.retention import DELETE_EVENTS, EVENT_NAMES
+
     rows = []
     generate(url, schema, people=max(10_000, events // 20), events=events)
     with psycopg.connect(url, autocommit=True) as conn:
