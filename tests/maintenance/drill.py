@@ -305,6 +305,16 @@ def run_drill(
         folder = Path(scratch)
         os.chmod(folder, 0o755)
         cluster = Cluster(folder)
+        second = second_url = None
+        env = dict(env or {})
+        if can_move():
+            # The second PostgreSQL server an account moves to: an empty database.
+            (folder / "second").mkdir()
+            second = Cluster(folder / "second")
+            with psycopg.connect(second.url, autocommit=True) as conn:
+                conn.execute("CREATE DATABASE drill")
+            second_url = second.url.replace("/postgres?", "/drill?")
+            env["FERRY_DATA_SERVERS"] = f"second={second_url}"
         ferry = None
         senders: list[Sender] = []
         prober = None
@@ -312,7 +322,7 @@ def run_drill(
             with psycopg.connect(cluster.url, autocommit=True) as conn:
                 conn.execute("CREATE DATABASE drill")
             url = cluster.url.replace("/postgres?", "/drill?")
-            ferry = Ferry(folder, url, env or {})
+            ferry = Ferry(folder, url, env)
             ferry.manage("migrate_schemas", "-v", "0")
             if "STATIC_ROOT" not in ferry.env:
                 ferry.manage("collectstatic", "--noinput", "-v", "0")
@@ -424,7 +434,7 @@ def run_drill(
                 time.sleep(0.1)
             report.drain_after_seconds = time.monotonic() - started
             report.backlog_left = ferry.backlog()
-            count_events(url, targets, senders, report)
+            count_events(url, second_url, targets, senders, report)
             report.refusals = [r for s in senders for r in s.refusals][:5] + prober.errors[:5]
         finally:
             for thread in senders:
@@ -434,29 +444,51 @@ def run_drill(
             if ferry:
                 ferry.stop()
             cluster.close()
+            if second:
+                second.close()
     return report
 
 
+def can_move() -> bool:
+    return bool(list(BASE_DIR.glob("*/management/commands/move_account.py")))
+
+
 def start_move(ferry: Ferry, target: Target, report: DrillReport) -> subprocess.Popen | None:
-    """move_account of one small account, when that command exists on this branch."""
-    if not list(BASE_DIR.glob("*/management/commands/move_account.py")):
+    """move_account of one small account to the second server, when the command exists."""
+    if not can_move():
         report.move = "missing: no move_account command on this branch"
         return None
-    report.move = "move_account present but not wired into the drill yet"
-    return None
+    return ferry.popen("move_account", target.slug, "--to", "second", "--json")
 
 
 def finish_move(mover: subprocess.Popen, report: DrillReport) -> None:
-    _out, err = mover.communicate(timeout=600)
-    report.move = "moved" if mover.returncode == 0 else f"failed: {err[-300:]}"
+    out, err = mover.communicate(timeout=600)
+    if mover.returncode != 0:
+        report.move = f"failed: {err.strip()[-300:]}"
+        return
+    result = json.loads(out.strip().splitlines()[-1])
+    report.move = (
+        f"{result['account']} moved to {result['to']}: {result['rows']:,} rows verified, "
+        f"its writes paused {result['write_pause_seconds']:.2f} s"
+    )
 
 
 def count_events(
-    url: str, targets: list[Target], senders: list[Sender], report: DrillReport
-) -> None:
+    url: str, second_url: str | None, targets: list[Target], senders: list[Sender],
+    report: DrillReport,
+) -> None:  # fmt: skip
     with psycopg.connect(url) as conn:
-        for target in targets:
-            acknowledged = {key for s in senders for key in s.acknowledged[target.slug]}
+        columns = {row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'accounts_account'"
+        )}  # fmt: skip
+        servers = dict(conn.execute("SELECT slug, server FROM accounts_account").fetchall()) if (
+            "server" in columns
+        ) else {}  # fmt: skip
+    for target in targets:
+        where = second_url if servers.get(target.slug) == "second" else url
+        acknowledged = {key for s in senders for key in s.acknowledged[target.slug]}
+        with psycopg.connect(where) as conn:
             conn.execute(f'SET search_path TO "{target.schema}"')
             present = [
                 row[0]
@@ -464,7 +496,7 @@ def count_events(
                     "SELECT dedupe_key FROM segments_event WHERE name = 'drilled'"
                 )
             ]
-            report.events_acknowledged += len(acknowledged)
-            report.events_present += len(acknowledged & set(present))
-            report.events_missing += len(acknowledged - set(present))
-            report.events_unexpected += len(present) - len(acknowledged & set(present))
+        report.events_acknowledged += len(acknowledged)
+        report.events_present += len(acknowledged & set(present))
+        report.events_missing += len(acknowledged - set(present))
+        report.events_unexpected += len(present) - len(acknowledged & set(present))

@@ -1,12 +1,10 @@
 """The maintenance drill, short: retention deletes half of an account's events while ingest
 runs at half the drain capacity; nothing acknowledged is lost and the drain keeps up."""
 
-import time
-
 import pytest
 from django.conf import settings
 
-from tests.maintenance.drill import run_drill
+from tests.maintenance.drill import can_move, run_drill
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -14,13 +12,10 @@ pytestmark = pytest.mark.django_db(transaction=False)
 def test_deleting_old_data_under_steady_ingest_loses_nothing_and_keeps_up(django_db_setup):
     # Small batches, so that retention runs for a while beside the ingest.
     env = {"RETENTION_BATCH_SIZE": "200", "STATIC_ROOT": str(settings.STATIC_ROOT)}
-    timings = []
     report = run_drill(
         small_accounts=2, big_people=2_000, big_events=60_000, burst_requests=60,
         before_seconds=5, during_max_seconds=30, probe_interval=0.2, env=env,
-        log=lambda text: timings.append((time.monotonic(), text)),
     )  # fmt: skip
-    print(timings, report)
     assert report.refusals == []
     assert report.retention_finished
     # Counted just before the run; the horizon moves on a little meanwhile.
@@ -30,7 +25,7 @@ def test_deleting_old_data_under_steady_ingest_loses_nothing_and_keeps_up(django
     assert (report.events_missing, report.events_unexpected) == (0, 0)
     assert report.events_present == report.events_acknowledged
     assert report.backlog_left == 0
+    if can_move():  # adding capacity: one account moved to a second server meanwhile
+        assert report.move.startswith("small02 moved to second"), report.move
     before, during = report.phases["before"], report.phases["during"]
-    # The backlog that built up while retention ran drains once it is done.
-    assert during.backlog_end <= max(during.backlog_max, 1)
     assert during.drain_rate >= 0.5 * before.drain_rate, (before, during)
