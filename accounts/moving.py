@@ -68,10 +68,21 @@ def move_account(
     progress: Callable[[AccountMove], None] | None = None,
 ) -> AccountMove:
     """Move `account` to the data server `target`; returns the finished (or failed) move."""
-    from ingest.spool import get_spool
+    from maintenance import governor
 
     connection.set_schema_to_public()
     move = move or start_move(account, target, started_by)
+    move.advance(AccountMove.Phase.QUEUED, "waiting for a maintenance slot")
+    # One of the governor's slots (bounded across processes, one job per account), and not
+    # while the drain is behind: the copy competes with live traffic for the servers.
+    with governor.slot("move_account", account) as slot:
+        slot.wait_if_behind()
+        return _move(account, target, move, progress)
+
+
+def _move(account: Account, target: str, move: AccountMove, progress) -> AccountMove:
+    from ingest.spool import get_spool
+
     schema, source = account.schema_name, account.server
     report = progress or (lambda _move: None)
     spool = get_spool()
