@@ -426,7 +426,9 @@ def send_due_broadcasts(stop=lambda: False, per_account: int = 2000) -> int:
     from accounts.models import Account
 
     handled = 0
-    for account in Account.objects.order_by("pk"):
+    # Not an account being moved (its writes would land in the copy being left behind),
+    # provisioned or deleted.
+    for account in Account.objects.filter(state=Account.State.ACTIVE).order_by("pk"):
         if stop():
             break
         with account:
