@@ -1,4 +1,4 @@
-"""Size and bloat per account schema, from PostgreSQL's statistics views.
+"""Size and bloat per account schema, from PostgreSQL's statistics views, on every server.
 
 One pass over `pg_stat_user_tables` grouped by schema: `pg_total_relation_size` (table,
 indexes, TOAST) and the live and dead tuple estimates autovacuum itself works from. The
@@ -9,10 +9,12 @@ figures are estimates (they move with ANALYZE and autovacuum), which is what a s
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 from django.core.cache import cache
 from django.db import connection
 
 from accounts.models import Account
+from accounts.provisioning import server_url
 
 CACHE_SECONDS = 60
 
@@ -36,6 +38,7 @@ ORDER BY s.n_dead_tup DESC LIMIT %s
 @dataclass(frozen=True)
 class AccountStorage:
     slug: str
+    server: str
     schema: str
     tables: int
     total_bytes: int
@@ -76,16 +79,36 @@ class StorageReport:
 
 
 def storage_report(tables: int = 20, fresh: bool = False) -> StorageReport:
-    """Every account on this database server, measured at most once a minute."""
+    """Every account on every data server, measured at most once a minute."""
     key = "maintenance:storage-report"
     if not fresh and (report := cache.get(key)) is not None:
         return report
-    slugs = dict(Account.objects.exclude(schema_name="public").values_list("schema_name", "slug"))
-    with connection.cursor() as cursor:
-        cursor.execute(BY_SCHEMA, [list(slugs)])
-        accounts = [AccountStorage(slugs[row[0]], *row) for row in cursor.fetchall()]
-        cursor.execute(WORST_TABLES, [list(slugs), tables])
-        worst = [TableBloat(slugs[row[0]], *row[1:]) for row in cursor.fetchall()]
+    by_server: dict[str, dict[str, str]] = {}
+    rows = Account.objects.exclude(schema_name="public").values_list(
+        "schema_name", "slug", "server"
+    )
+    for schema, slug, server in rows:
+        by_server.setdefault(server, {})[schema] = slug
+    accounts: list[AccountStorage] = []
+    worst: list[TableBloat] = []
+    for server, slugs in sorted(by_server.items()):
+        if server == "default":
+            _measure(connection.cursor(), server, slugs, tables, accounts, worst)
+        else:
+            # Accounts moved to another server are measured where they live.
+            with psycopg.connect(server_url(server)) as conn:
+                _measure(conn.cursor(), server, slugs, tables, accounts, worst)
+    worst = sorted(worst, key=lambda t: t.dead_rows, reverse=True)[:tables]
     report = StorageReport(accounts, worst)
     cache.set(key, report, CACHE_SECONDS)
     return report
+
+
+def _measure(
+    cursor, server: str, slugs: dict[str, str], tables: int, accounts: list, worst: list
+) -> None:
+    with cursor:
+        cursor.execute(BY_SCHEMA, [list(slugs)])
+        accounts += [AccountStorage(slugs[row[0]], server, *row) for row in cursor.fetchall()]
+        cursor.execute(WORST_TABLES, [list(slugs), tables])
+        worst += [TableBloat(slugs[row[0]], *row[1:]) for row in cursor.fetchall()]

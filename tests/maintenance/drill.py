@@ -410,7 +410,9 @@ def run_drill(
             report.retention_finished = retention.poll() == 0
             if retention.poll() is None:
                 retention.terminate()
-            retention.wait(timeout=60)
+            _out, err = retention.communicate(timeout=60)
+            if not report.retention_finished:
+                report.refusals.append(f"retention exit {retention.returncode}: {err[-500:]}")
             if mover is not None:
                 finish_move(mover, report)
             with psycopg.connect(url) as conn:
@@ -435,7 +437,7 @@ def run_drill(
             report.drain_after_seconds = time.monotonic() - started
             report.backlog_left = ferry.backlog()
             count_events(url, second_url, targets, senders, report)
-            report.refusals = [r for s in senders for r in s.refusals][:5] + prober.errors[:5]
+            report.refusals += [r for s in senders for r in s.refusals][:5] + prober.errors[:5]
         finally:
             for thread in senders:
                 thread.stopping.set()

@@ -55,17 +55,19 @@ def test_staff_see_the_largest_accounts_and_the_most_dead_rows(cast, spool):
             Person(
                 customer_id=str(n), created_at="2026-01-01T00:00Z", updated_at="2026-01-01T00:00Z"
             )
-            for n in range(300)
+            for n in range(3000)
         )
-        Person.objects.filter(customer_id__in=[str(n) for n in range(200)]).delete()
-    from django.db import connection
-
-    with cast.acme, connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_force_next_flush()")
     page = client_for(None, cast.stella).get("/staff/maintenance/storage/?fresh=1")
     assert page.status_code == 200
-    text = page.content.decode()
-    assert "acme" in text and "globex" in text and "segments_person" in text
+    text = " ".join(page.content.decode().split())
+    largest = text[text.index('id="largest"') : text.index('id="most-dead"')]
+    # acme, with its new rows on disk, first; both on the default server. (Dead-row counts
+    # come from PostgreSQL's statistics, which only count committed work, so this test's
+    # rolled-back transaction cannot make any.)
+    assert largest.index("<td>acme</td><td>default</td>") < largest.index(
+        "<td>globex</td><td>default</td>"
+    )
+    assert 'id="most-dead"' in text and "<td>acme</td>" in text[text.index('id="most-dead"') :]
 
 
 def test_only_staff_reach_the_maintenance_pages(cast, spool):
