@@ -361,7 +361,7 @@ else:
 # SMTP relay (with its tracking webhooks) while Ferry's own mail goes elsewhere.
 if env_str("BROADCAST_SMTP_HOST", ""):
     BROADCAST_MAILER = {
-        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "BACKEND": "messaging.mail.BroadcastSMTPBackend",
         "OPTIONS": {
             "host": env_str("BROADCAST_SMTP_HOST", ""),
             "port": env_int("BROADCAST_SMTP_PORT", 587),
@@ -371,6 +371,8 @@ if env_str("BROADCAST_SMTP_HOST", ""):
             "timeout": env_int("BROADCAST_SMTP_TIMEOUT", 20),
         },
     }
+elif DEFAULT_MAILER["BACKEND"].endswith(".smtp.EmailBackend"):
+    BROADCAST_MAILER = {**DEFAULT_MAILER, "BACKEND": "messaging.mail.BroadcastSMTPBackend"}
 else:
     BROADCAST_MAILER = DEFAULT_MAILER
 MAILERS = {"default": DEFAULT_MAILER, "broadcasts": BROADCAST_MAILER}

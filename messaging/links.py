@@ -35,7 +35,7 @@ def sign(salt: str, account: str, delivery: int, url: str = "") -> str:
     data: dict = {"a": account, "d": delivery}
     if url:
         data["u"] = url
-    return signing.dumps(data, salt=salt, compress=bool(url))
+    return signing.dumps(data, salt=salt)
 
 
 def read(salt: str, token: str, max_age: int) -> LinkTarget | None:

@@ -198,6 +198,7 @@ class Recipient:
     values: dict
     used: dict = field(default_factory=dict)
     _unsubscribe_url: str = ""
+    _preferences_url: str = ""
 
     def value_for(self, slot: Slot) -> str:
         if slot.kind == ATTRIBUTE:
@@ -208,7 +209,9 @@ class Recipient:
         if slot.kind == UNSUBSCRIBE:
             return self.unsubscribe_url
         if slot.kind == PREFERENCES:
-            return self.link(links.PREFERENCES_SALT, "/email/preferences/")
+            if not self._preferences_url:
+                self._preferences_url = self.link(links.PREFERENCES_SALT, "/email/preferences/")
+            return self._preferences_url
         if slot.kind == OPEN_PIXEL:
             return self.link(links.OPEN_SALT, "/email/open/", suffix="o.gif")
         return self.link(links.CLICK_SALT, "/email/click/", url=slot.name)

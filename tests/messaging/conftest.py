@@ -75,7 +75,7 @@ def mailbox(smtp_server, settings) -> Mailbox:
     settings.MAILERS = {
         **settings.MAILERS,
         "broadcasts": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": "messaging.mail.BroadcastSMTPBackend",
             "OPTIONS": {"host": "127.0.0.1", "port": port, "use_tls": False, "timeout": 10},
         },
     }
