@@ -198,6 +198,12 @@ ROOT_URLCONF = "config.urls_tenant"
 AUTH_USER_MODEL = "accounts.User"
 
 MIDDLEWARE = [
+    # Names the request (X-Request-ID, on every log record) and counts it, whatever answers.
+    "config.logs.RequestIdMiddleware",
+    "config.metrics.RequestMetricsMiddleware",
+    # /healthz and /readyz before anything else, SSL redirect included: load balancers probe
+    # over plain HTTP.
+    "config.health.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files are answered before any database work, so they keep working without it.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -437,10 +443,38 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Logs, metrics, health ------------------------------------------------------------------
+
+# One JSON object per line (`LOG_FORMAT=text` for a terminal), each with its request's id.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be json or text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "config.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "config.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# prometheus_client's multiprocess mode: every process (gunicorn workers, drain, status and
+# import workers) writes its counters here and /metrics adds them up. It must be in the
+# environment before prometheus_client is first imported, which happens after the settings.
+METRICS_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "metrics")
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+# Scrapers send `Authorization: Bearer <METRICS_TOKEN>`; without it only staff read /metrics.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# /readyz reports the drain as lagging when the oldest waiting item is older than this.
+READYZ_MAX_DRAIN_LAG_SECONDS = env_int("READYZ_MAX_DRAIN_LAG_SECONDS", 300)

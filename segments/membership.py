@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
+from config.metrics import time_segment_recompute
 from segments.compiler import compile_rule, compile_rules
 from segments.models import MembershipChange, Segment
 from segments.rules import Context, InvalidRule, Node, parse_rule
@@ -159,14 +160,15 @@ def record_size(segment: Segment, now: datetime, delta: int, full: bool = False)
 def recompute(segment: Segment, cause: str = Cause.RULE, now: datetime | None = None) -> Change:
     """Recompute a rule-based segment for everyone, then every segment that reads it."""
     now = now or datetime.now(UTC)
-    lock_account()
-    segments = list(Segment.objects.all())
-    graph = graph_of(segments)
-    change = Change()
-    if not segment.is_manual and segment.rules is not None:
-        change = apply_rule(segment, stored_rule(segment, graph), now, cause)
-    for dependent in dependents_of(segment.pk, segments):
-        apply_rule(dependent, stored_rule(dependent, graph), now, cause)
+    with time_segment_recompute():
+        lock_account()
+        segments = list(Segment.objects.all())
+        graph = graph_of(segments)
+        change = Change()
+        if not segment.is_manual and segment.rules is not None:
+            change = apply_rule(segment, stored_rule(segment, graph), now, cause)
+        for dependent in dependents_of(segment.pk, segments):
+            apply_rule(dependent, stored_rule(dependent, graph), now, cause)
     return change
 
 

@@ -21,6 +21,7 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
 
+from config.metrics import count_emails_sent
 from status.access import confirm_token, unsubscribe_token
 from status.documents import (
     incident_json,
@@ -208,6 +209,7 @@ def send_email(notification: Notification) -> tuple[str, int | None]:
         message.send()
     except Exception as error:
         return f"{type(error).__name__}: {error}", None
+    count_emails_sent("status")
     return "", None
 
 

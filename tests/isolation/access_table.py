@@ -215,6 +215,8 @@ PUBLIC_URLS: dict[str, Access] = {
     "staff/accounts/<slug:slug>/delete/": Access(
         "/staff/accounts/acme/delete/", STAFF_ONLY, "POST", {"confirmation": "acme"}
     ),
+    # Prometheus: staff, or a scraper with the METRICS_TOKEN bearer token (tests/config).
+    "metrics": Access("/metrics", STAFF_ONLY),
     # Customer.io Track API and the Segment spec: credentials, not sessions.
     "^api/v1/customers/(?P<identifier>.+)/events$": Access(
         "/api/v1/customers/iso-1/events", NOT_A_SESSION_API, "POST", {"name": "x"}
