@@ -298,6 +298,10 @@ INGEST_SPOOL_PATH = Path(
 )
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 10000)
 INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 30)
+# Requests per second per API credential on this node (0: no limit), and the burst allowed.
+# Customer.io's published Track API limit is 1,000 requests a second.
+INGEST_RATE_LIMIT_PER_SECOND = env_int("INGEST_RATE_LIMIT_PER_SECOND", 1000)
+INGEST_RATE_LIMIT_BURST = env_int("INGEST_RATE_LIMIT_BURST", 2000)
 # Uploaded CSV imports, one folder per account schema.
 IMPORTS_DIR = Path(os.environ.get("IMPORTS_DIR") or VAR_DIR / "imports")
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 1024 * 1024 * 1024)

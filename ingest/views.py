@@ -13,11 +13,18 @@ from collections.abc import Callable
 from functools import wraps
 
 import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ingest import wire
-from ingest.credentials import Sender, sender_for_track, sender_for_tracker, sender_for_write_key
+from ingest import ratelimit, wire
+from ingest.credentials import (
+    Sender,
+    digest,
+    sender_for_track,
+    sender_for_tracker,
+    sender_for_write_key,
+)
 from ingest.spool import get_spool
 from ingest.wire import WireError
 
@@ -28,9 +35,28 @@ MAX_GZIP_RATIO_BYTES = 4 * 1024 * 1024
 
 
 class Refused(Exception):
-    def __init__(self, status: int, message: str, errors: list[dict] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, errors: list[dict] | None = None, headers=None
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.errors = status, message, errors or []
+        self.headers = headers or {}
+
+
+def limit_rate(credential: str) -> None:
+    """429 with Retry-After when this credential is over its rate (ingest/ratelimit.py)."""
+    decision = ratelimit.check(credential)
+    if decision is not None and not decision.allowed:
+        raise Refused(
+            429,
+            f"Rate limit exceeded: at most {settings.INGEST_RATE_LIMIT_PER_SECOND} requests "
+            f"a second per credential; retry after {decision.retry_after} s",
+            headers={
+                "Retry-After": str(decision.retry_after),
+                "X-RateLimit-Limit": str(decision.limit),
+                "X-RateLimit-Remaining": str(decision.remaining),
+            },
+        )
 
 
 def error_response(status: int, message: str, errors: list[dict] | None = None) -> JsonResponse:
@@ -58,6 +84,8 @@ def api_view(*methods: str, cross_origin: bool = False) -> Callable:
                     response = error_response(400, str(error), [error.as_dict()])
                 except Refused as refused:
                     response = error_response(refused.status, refused.message, refused.errors)
+                    for header, value in refused.headers.items():
+                        response[header] = value
             return cors(response) if cross_origin else response
 
         return wrapper
@@ -113,6 +141,7 @@ def track_sender(request: HttpRequest) -> Sender:
     sender = sender_for_track(*credentials) if credentials and all(credentials) else None
     if sender is None:
         raise Refused(401, "Unauthorized request: use HTTP Basic with your site id and API key")
+    limit_rate(f"track:{credentials[0]}")
     return sender
 
 
@@ -126,6 +155,7 @@ def segment_sender(request: HttpRequest, body: object) -> Sender:
         raise Refused(
             401, "Unauthorized request: send your write key as the Basic username or writeKey"
         )
+    limit_rate(f"write:{digest(write_key)}")
     return sender
 
 
@@ -226,6 +256,7 @@ def browser(request: HttpRequest) -> HttpResponse:
     sender = sender_for_tracker(key) if isinstance(key, str) and key else None
     if sender is None:
         raise Refused(401, "Unknown tracker key")
+    limit_rate(f"tracker:{key}")
     messages = body.get("batch")
     if not isinstance(messages, list):
         raise WireError("batch", "must be a list of messages")
