@@ -3,6 +3,7 @@ import re
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
+from accounts import throttle
 from accounts.models import Account, Invitation, Role, User
 
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
@@ -104,6 +105,24 @@ class EmailAuthenticationForm(AuthenticationForm):
         **AuthenticationForm.error_messages,
         "invalid_login": "That email address and password do not match a login here.",
     }
+    # Set when the login was refused by throttling (the view answers 429).
+    refusal: throttle.Refusal | None = None
+
+    def clean(self):
+        email = self.cleaned_data.get("username") or ""
+        if not (email and self.cleaned_data.get("password")):
+            return super().clean()
+        self.refusal = throttle.refusal(self.request, email)
+        if self.refusal:
+            raise forms.ValidationError(self.refusal.message, code="throttled")
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError as error:
+            if error.code == "invalid_login":
+                throttle.record_failure(self.request, email)
+            raise
+        throttle.clear_failures(self.request, email)
+        return cleaned
 
 
 class ApiKeyForm(forms.Form):

@@ -427,3 +427,20 @@ class AccountMove(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
         AccountMove.objects.filter(pk=self.pk).update(phase=phase, detail=self.detail, **fields)
+
+
+class LoginFailure(models.Model):
+    """A failed login, kept for the throttling window (accounts/throttle.py). Control plane:
+    an address guessing on many accounts' hosts is counted once, on every web node."""
+
+    # "identity:<schema>:<email>" or "address:<ip>"
+    key = models.CharField(max_length=400)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    planes = {CONTROL}
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.key} at {self.created_at}"

@@ -13,6 +13,7 @@ from accounts import actions, lifecycle, moving
 from accounts.access import get_account_for_staff, staff_required
 from accounts.forms import AccountCreateForm, DeleteAccountForm, EmailAuthenticationForm, MoveForm
 from accounts.models import Account, AccountMove, AuditEntry, User
+from accounts.views import ThrottledLoginView
 
 
 class StaffAuthenticationForm(EmailAuthenticationForm):
@@ -22,7 +23,7 @@ class StaffAuthenticationForm(EmailAuthenticationForm):
             raise ValidationError("This login is for staff only.", code="not_staff")
 
 
-login_view = auth_views.LoginView.as_view(
+login_view = ThrottledLoginView.as_view(
     template_name="accounts/staff/login.html",
     authentication_form=StaffAuthenticationForm,
     redirect_authenticated_user=True,

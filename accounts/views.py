@@ -30,7 +30,19 @@ from accounts.forms import (
 from accounts.models import ApiKey, AuditEntry, Invitation, IssuedSecrets, User, control_plane
 from accounts.tokens import password_reset_tokens
 
-login_view = auth_views.LoginView.as_view(
+
+class ThrottledLoginView(auth_views.LoginView):
+    """A login refused by throttling (accounts/throttle.py) answers 429 with Retry-After."""
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if getattr(form, "refusal", None):
+            response.status_code = 429
+            response["Retry-After"] = str(form.refusal.retry_after)
+        return response
+
+
+login_view = ThrottledLoginView.as_view(
     template_name="accounts/login.html",
     authentication_form=EmailAuthenticationForm,
     redirect_authenticated_user=True,

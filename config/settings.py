@@ -258,6 +258,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 PASSWORD_RESET_TIMEOUT = 60 * 60 * 24
+# Login throttling (accounts/throttle.py): failures allowed within the window, per email on an
+# account's host and per client address across all hosts.
+LOGIN_FAILURES_PER_IDENTITY = env_int("LOGIN_FAILURES_PER_IDENTITY", 5)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 30)
+LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 15 * 60)
 INVITATION_MAX_AGE = 60 * 60 * 24 * 7
 
 # --- Sessions, cookies, security ----------------------------------------------------------
