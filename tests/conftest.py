@@ -227,6 +227,7 @@ def gunicorn(
     workers: int = 2,
     env: dict[str, str] | None = None,
     tls: tuple[str, str, ssl.SSLContext] | None = None,
+    ready_path: str = "/static/img/ferry.svg",
 ) -> Iterator[str]:
     """Ferry under gunicorn on a free port, using `database_url`; yields the port.
 
@@ -247,7 +248,7 @@ def gunicorn(
     scheme = "https" if tls else "http"
     try:
         wait_for_http(
-            f"{scheme}://127.0.0.1:{port}/static/img/ferry.svg", "localhost", server,
+            f"{scheme}://127.0.0.1:{port}{ready_path}", "localhost", server,
             context=tls[2] if tls else None,
         )  # fmt: skip
         yield str(port)
