@@ -174,6 +174,8 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "django.contrib.staticfiles",
+    # GinIndex options (segments.Person): `migrate` to an earlier state checks them.
+    "django.contrib.postgres",
     "django_htmx",
 ]
 TENANT_APPS = [

@@ -28,6 +28,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.metrics import count_emails_sent
 from messaging import links
 from messaging.mime import InvalidRecipient
 from messaging.models import Broadcast, Delivery
@@ -214,6 +215,7 @@ def send_claimed(compiled: CompiledBroadcast, claimed: list[Claimed], mailer) ->
         except (smtplib.SMTPException, OSError) as error:
             raise ConnectionBroke(outcomes, claimed[index:]) from error
         outcomes.append(Outcome(item.id, Delivery.State.SENT, values=recipient.recorded_values))
+        count_emails_sent("broadcast")
     return outcomes
 
 

@@ -68,6 +68,10 @@ def read_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str]]:
             if not joined.isascii() and UNDECODABLE.search(joined):
                 yield line, None, "not valid UTF-8: save the file as UTF-8 and import again"
                 continue
+            if any("\x00" in field for field in fields):
+                # PostgreSQL cannot store NUL in text: the whole chunk would fail to apply.
+                yield line, None, "contains a NUL byte, which cannot be stored"
+                continue
             yield line, fields, ""
 
 

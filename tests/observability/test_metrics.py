@@ -107,3 +107,15 @@ def test_counts_add_up_across_gunicorn_workers_and_other_processes(test_database
     key = (("method", "GET"), ("route", "/healthz"), ("side", "none"), ("status", "200"))
     assert health[key] == 30
     assert samples(text, "ferry_emails_sent_total")[(("kind", "test"),)] == 3
+
+
+def test_broadcast_emails_are_counted_as_they_leave(cast, readers, mailbox):
+    from tests.messaging.conftest import make_broadcast, make_segment
+    from tests.messaging.test_sending import schedule, send_all
+
+    key = (("kind", "broadcast"),)
+    before = samples(scrape().decode(), "ferry_emails_sent_total").get(key, 0)
+    schedule(cast.acme, make_broadcast(cast.acme, make_segment(cast.acme, readers)))
+    assert send_all(cast.acme) == 3
+    assert len(mailbox.received) == 3
+    assert samples(scrape().decode(), "ferry_emails_sent_total")[key] == before + 3
