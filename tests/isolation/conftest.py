@@ -27,6 +27,9 @@ from status.access import confirm_token, unsubscribe_token
 from status.models import Component, Notification, Subscriber, UpdateTemplate
 from status.snapshot import publish_snapshot
 from tests.conftest import FerryClient, client_for
+
+# The ingestion tests' spool and keys, for the API credential checks.
+from tests.ingest.conftest import acme_key, globex_key, spool  # noqa: F401
 from tests.isolation.access_table import (
     ADMIN,
     ANONYMOUS,
@@ -109,7 +112,7 @@ def acme_rows(cast, tmp_path: Path, settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def public_rows(cast, acme_rows, spool) -> dict[str, str]:
+def public_rows(cast, acme_rows, spool) -> dict[str, str]:  # noqa: F811
     # `spool`: staff replaying the dead letter below must not leave it in the suite's spool.
     call_command("load_status_demo", verbosity=0)
     incident = Component.objects.get(key="email-sending").incidents.get()
@@ -192,7 +195,3 @@ def client_as(cast) -> Callable[[str, str], Client]:
         return replay(signed_in, host)
 
     return make
-
-
-# The ingestion tests' spool and keys, for the API credential checks.
-from tests.ingest.conftest import acme_key, globex_key, spool  # noqa: E402, F401
