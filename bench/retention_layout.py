@@ -197,9 +197,8 @@ def part_deletes(url: str, schema: str, events: int, batch: int) -> list[tuple]:
         month, n = months[0], 0
         while month <= months[1]:
             conn.execute(
-                f"CREATE TABLE parted_{n} PARTITION OF parted FOR VALUES FROM (%s) "
-                f"TO (%s::timestamptz + interval '1 month')",
-                [month, month],
+                f"CREATE TABLE parted_{n} PARTITION OF parted FOR VALUES FROM ('{month.isoformat()}') "
+                f"TO ('{month.isoformat()}'::timestamptz + interval '1 month')"
             )
             month = conn.execute("SELECT %s::timestamptz + interval '1 month'", [month]).fetchone()[
                 0
@@ -239,6 +238,7 @@ def main() -> None:
     options = parser.parse_args()
     with ferry_database() as (_folder, url, account):
         catalog_rows = part_catalog(url, account["schema"], options.schemas)
+        print(catalog_rows, file=sys.stderr, flush=True)
         delete_rows = part_deletes(url, account["schema"], options.events, options.batch)
     print("| layout | relations | catalog MB | files | create s | timeline planning ms |")
     print("|---|---|---|---|---|---|")
