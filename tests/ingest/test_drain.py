@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.db import connection
 
 from ingest import wire
 from ingest.credentials import TRACK, UNVERIFIED, digest
@@ -162,3 +163,25 @@ def test_people_new_in_a_batch_get_their_events_and_summaries(cast, spool):
             for s in ActivitySummary.objects.select_related("person")
         }
     assert summaries == {("9", 2, 1700000000, 1700000200), ("10", 1, 1700000100, 1700000100)}
+
+
+def test_bad_items_in_a_large_batch_are_found_by_halving_it(cast, spool):
+    items = [wire.cio_event(str(n), {"name": "ok", "id": f"ok-{n}"}) for n in range(64)]
+    for position in (5, 40):
+        items[position] = {**items[position], "timestamp": "not a time"}
+    spool_items(spool, cast.acme, *items)
+    transactions = []
+
+    def count_locks(execute, sql, params, many, context):
+        if "pg_advisory_xact_lock" in sql:
+            transactions.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count_locks):
+        result = drain(spool)
+    assert (result.applied, result.dead) == (62, 2)
+    assert len(events(cast.acme)) == 62
+    assert DeadLetter.objects.count() == 2
+    # One try for the batch, then halves: far fewer transactions than one per item.
+    assert len(transactions) <= 2 * 2 * 6 + 1
+    assert spool.pending_count() == 0
