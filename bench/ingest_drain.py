@@ -2,6 +2,8 @@
 beside the raw COPY rate into the same table measured in the same run.
 
     python3 -m uv run python bench/ingest_drain.py [--items 200000]
+
+Workers take batches of INGEST_BATCH_SIZE (settings) unless a row says otherwise.
 """
 
 import argparse
@@ -80,7 +82,9 @@ def raw_copy_rate(schema: str, count: int, event_share: float = 0.6) -> float:
     return count / elapsed
 
 
-def drain_rate(spool_items: list[dict], account_ids: list[int], workers: int) -> tuple[float, int]:
+def drain_rate(
+    spool_items: list[dict], account_ids: list[int], workers: int, batch_size: int | None = None
+) -> tuple[float, int]:
     """Spool the items (spread over the accounts), then time `manage.py drain --once` workers
     until the spool is empty."""
     from ingest.spool import get_spool
@@ -90,11 +94,13 @@ def drain_rate(spool_items: list[dict], account_ids: list[int], workers: int) ->
         payloads = [json.dumps(item) for item in spool_items[n :: len(account_ids)]]
         for start in range(0, len(payloads), 10_000):
             spool.append(str(account_id), payloads[start : start + 10_000])
+    command = [sys.executable, "manage.py", "drain", "--once"]
+    if batch_size:
+        command += ["--batch-size", str(batch_size)]
     processes = [
-        subprocess.Popen([sys.executable, "manage.py", "drain", "--once"], cwd=BASE_DIR,
-                         stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(command, cwd=BASE_DIR, stdout=subprocess.PIPE, text=True)
         for _ in range(workers)
-    ]  # fmt: skip
+    ]
     # "Applied N items from START to END.": time the drain itself, not Python's start-up.
     reports = [process.communicate()[0].split() for process in processes]
     applied = sum(int(words[1]) for words in reports)
@@ -129,10 +135,13 @@ def main() -> None:
         four = list(Account.objects.filter(slug__startswith="bench").values_list("pk", flat=True))
         rates = []
         copy_rate = 0.0
-        plan = [(1, one, "1 account, 1 worker, people new"), (1, one, "1 account, 1 worker"),
-                (2, one, "1 account, 2 workers"), (2, four, "4 accounts, 2 workers, people new"),
-                (2, four, "4 accounts, 2 workers")]  # fmt: skip
-        for run, (workers, accounts, label) in enumerate(plan):
+        plan = [(1, one, None, "1 account, 1 worker, people new"),
+                (1, one, None, "1 account, 1 worker"),
+                (1, one, 10_000, "1 account, 1 worker, batches of 10,000"),
+                (2, one, None, "1 account, 2 workers"),
+                (2, four, None, "4 accounts, 2 workers, people new"),
+                (2, four, None, "4 accounts, 2 workers")]  # fmt: skip
+        for run, (workers, accounts, batch_size, label) in enumerate(plan):
             if run == 1:
                 # Measured once people exist, as the drain's own steady state is.
                 copy_rate = raw_copy_rate(account["schema"], count)
@@ -141,10 +150,13 @@ def main() -> None:
             for item in batch:
                 if item["op"] == "event":
                     item["dedupe"] = f"run{run}-{item['dedupe']}"
-            rates.append((label, *drain_rate(batch, accounts, workers)))
+            rates.append((label, *drain_rate(batch, accounts, workers, batch_size)))
+
+    from django.conf import settings
 
     print(
-        f"\nDrain throughput, {count} items (60% events, 40% attribute changes, {PEOPLE} people)\n"
+        f"\nDrain throughput, {count} items (60% events, 40% attribute changes, {PEOPLE} people),"
+        f" batches of {settings.INGEST_BATCH_SIZE:,}\n"
     )
     print(f"| {'what':<46} | {'per second':>10} | {'x raw COPY':>10} |")
     print(f"|{'-' * 48}|{'-' * 12}|{'-' * 12}|")

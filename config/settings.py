@@ -303,7 +303,9 @@ SECURE_CSP = {
 INGEST_SPOOL_PATH = Path(
     os.environ.get("INGEST_SPOOL_PATH") or VAR_DIR / "spool" / "ingest.sqlite3"
 )
-INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 10000)
+# Items per drain transaction. Large batches coalesce: several changes to one person become one
+# row write and several events of one name one summary update (bench/ingest_drain.py).
+INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 50_000)
 INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 30)
 # Requests per second per API credential on this node (0: no limit), and the burst allowed.
 # Customer.io's published Track API limit is 1,000 requests a second.
@@ -331,7 +333,7 @@ RETENTION_EVERY_SECONDS = env_int("RETENTION_EVERY_SECONDS", 900)
 # Background maintenance slots across all processes; at most one per account.
 GOVERNOR_MAX_SLOTS = env_int("GOVERNOR_MAX_SLOTS", 2)
 # Pause maintenance while this many spooled items wait, or the oldest waits this long (s).
-GOVERNOR_MAX_BACKLOG = env_int("GOVERNOR_MAX_BACKLOG", 5 * INGEST_BATCH_SIZE)
+GOVERNOR_MAX_BACKLOG = env_int("GOVERNOR_MAX_BACKLOG", 50_000)
 GOVERNOR_MAX_BACKLOG_AGE = env_int("GOVERNOR_MAX_BACKLOG_AGE", 10)
 # Share of the time a slot works (0.5: it sleeps as long as each batch took); halved while
 # more than GOVERNOR_BUSY_QUERIES other queries are active in PostgreSQL.
