@@ -71,7 +71,7 @@ def memory():
             rss = next(int(l.split()[1]) for l in status if l.startswith("VmRSS")) * 1024
     except OSError:
         pass
-    return total, cache, rss
+    return int(total or 0), int(cache or 0), rss
 
 readings = [(0, *memory())]
 marks = {1, 10, 50, 100, 200, 300, 500, 750, 1000, 2000, count}
