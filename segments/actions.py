@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEntry, User
 from maintenance.actions import erase_person_traces
+from segments import membership
 from segments.models import Person, Suppression
 
 
@@ -33,8 +34,9 @@ def delete_attribute(person: Person, actor: User, name: str) -> None:
 @transaction.atomic
 def delete_person(person: Person, actor: User, *, suppress: bool) -> None:
     """Delete the person with their events, summaries, deliveries and memberships (the database
-    cascades), their never-merged anonymous events and the dead letters naming them;
-    with `suppress`, ingestion will not create them again from the same identifiers."""
+    cascades; memberships by a trigger), their never-merged anonymous events and the dead
+    letters naming them; with `suppress`, ingestion will not create them again from the same
+    identifiers."""
     label, identifiers = person.label, {"id": person.customer_id, "email": person.email}
     if suppress:
         for kind, value in identifiers.items():
@@ -43,6 +45,9 @@ def delete_person(person: Person, actor: User, *, suppress: bool) -> None:
                     kind=kind, value=value.lower() if kind == "email" else value,
                     defaults={"created_by": actor.email},
                 )  # fmt: skip
+    # Memberships go by a trigger, not a constraint: hold the lock their writers hold, so that
+    # no recompute running now can add a membership for this person after it.
+    membership.lock_account()
     erase_person_traces(person)  # what the database's cascade does not reach
     person.delete()
     action = "person.suppressed" if suppress else "person.deleted"

@@ -62,7 +62,11 @@ def save_segment(
     version.save()
     if previous and previous.rules == segment.rules and not creating:
         return Change()
-    return membership.recompute(segment, Cause.RULE, now)
+    change = membership.recompute(segment, Cause.RULE, now)
+    if change.first:
+        version.summary += f"; {change.entered:,} entered at once (first computation)"
+        version.save(update_fields=["summary"])
+    return change
 
 
 class SegmentInUse(Exception):

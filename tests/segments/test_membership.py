@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from ingest import wire
 from segments import membership
@@ -41,9 +42,42 @@ def test_saving_a_rule_records_who_entered_and_who_left(cast):
         assert members(segment) == {"2"}
         log = [(c.person.customer_id, c.entered, c.cause)
                for c in MembershipChange.objects.order_by("id")]  # fmt: skip
-        assert log == [("1", True, "rule"), ("2", True, "rule"), ("1", False, "rule")]
+        # The first computation writes members only (each with when they entered) and its
+        # version says how many; every later change is logged person by person.
+        assert log == [("2", True, "rule"), ("1", False, "rule")]
+        first = segment.versions.get(number=1)
+        assert first.summary == "created; 1 entered at once (first computation)"
+        assert segment.memberships.get().entered_at > first.changed_at
         assert segment.member_count == 1
         assert SegmentSize.objects.get(segment=segment).size == 1
+
+
+def test_deleting_people_or_segments_removes_their_memberships_and_history(cast):
+    from segments.actions import delete_person
+    from segments.models import Membership, Person
+
+    with cast.acme:
+        person("1", plan="pro")
+        person("2", plan="pro")
+        segment = rule_segment("Pro", PLAN_IS_PRO)
+        other = rule_segment("Also pro", PLAN_IS_PRO)
+        person("3", plan="pro")
+        membership.update_people(Person.objects.values_list("pk", flat=True))
+        assert members(segment) == members(other) == {"1", "2", "3"}
+        assert MembershipChange.objects.count() == 2  # person 3 entering both
+        delete_person(Person.objects.get(customer_id="3"), cast.mia, suppress=False)
+        assert members(segment) == members(other) == {"1", "2"}
+        assert not MembershipChange.objects.exists()
+    with cast.acme, connection.cursor() as cursor:
+        # As the drain deletes people: one statement, from another search path's point of view.
+        cursor.execute("SET LOCAL search_path TO public")
+        cursor.execute(
+            f'DELETE FROM "{cast.acme.schema_name}".segments_person WHERE customer_id = %s', ["2"]
+        )
+        cursor.execute(f'SET LOCAL search_path TO "{cast.acme.schema_name}", public')
+        assert members(segment) == members(other) == {"1"}
+        segment.delete()
+        assert set(Membership.objects.values_list("segment_id", flat=True)) == {other.pk}
 
 
 def test_a_drained_batch_moves_the_people_it_touched(cast, spool):
