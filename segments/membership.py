@@ -229,9 +229,19 @@ def update_people(
     if not rule_based:
         return {}
     lock_account()
+    # Their current segments, once for every level (each segment is in one level only). By
+    # person, index only (membership_person_segment), not one probe per segment and person.
+    current: dict[int, set[int]] = {s.pk: set() for s in rule_based}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT segment_id, person_id FROM {MEMBERSHIP} WHERE person_id = ANY(%s)", [people]
+        )
+        for segment_id, person_id in cursor.fetchall():
+            if segment_id in current:
+                current[segment_id].add(person_id)
     changes: dict[int, Change] = {}
     for level in dependency_levels(rule_based):
-        changes.update(apply_rules(level, graph, now, cause, people))
+        changes.update(apply_rules(level, graph, now, cause, people, current))
     return changes
 
 
@@ -253,9 +263,10 @@ def dependency_levels(segments: list[Segment]) -> list[list[Segment]]:
 
 def apply_rules(
     segments: list[Segment], graph: dict[int, list[int]], now: datetime, cause: str,
-    people: list[int],
+    people: list[int], current: dict[int, set[int]],
 ) -> dict[int, Change]:  # fmt: skip
-    """Several segments brought up to date for some people with one query and set writes."""
+    """Several segments brought up to date for some people with one query and set writes;
+    `current` holds who of them is in each segment now."""
     query = compile_rules([stored_rule(s, graph) for s in segments], now, people)
     ids = [s.pk for s in segments]
     with connection.cursor() as cursor:
@@ -265,15 +276,6 @@ def apply_rules(
             for pk, matches in zip(ids, row[1:], strict=True):
                 if matches:
                     matching[pk].add(row[0])
-        # By person (the membership_person index), not segment x person pairs: one probe per
-        # person instead of one per segment and person.
-        cursor.execute(
-            f"SELECT segment_id, person_id FROM {MEMBERSHIP} WHERE person_id = ANY(%s)", [people]
-        )
-        current = {pk: set() for pk in ids}
-        for segment_id, person_id in cursor.fetchall():
-            if segment_id in current:
-                current[segment_id].add(person_id)
         entered = [(pk, p) for pk in ids for p in matching[pk] - current[pk]]
         exited = [(pk, p) for pk in ids for p in current[pk] - matching[pk]]
         if not (entered or exited):
