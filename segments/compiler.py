@@ -65,6 +65,8 @@ class Compiler:
     joins: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)  # of the joins, in order
     aliases: dict[str, str] = field(default_factory=dict)
+    # Each joined subquery (alias, SQL, parameters), for count_query's other shape.
+    subqueries: list[tuple[str, str, list[Any]]] = field(default_factory=list)
 
     def compile(self, node: Node) -> Query:
         where, where_params = self.node(node)
@@ -122,6 +124,7 @@ class Compiler:
             params = [self.people, *params]
         self.joins.append(f"LEFT JOIN ({subquery}) AS {alias} ON {alias}.person_id = p.id")
         self.params.extend(params)
+        self.subqueries.append((alias, subquery, params))
         return alias
 
     def event(self, node: EventCondition) -> tuple[str, list[Any]]:
@@ -171,8 +174,69 @@ def compile_rules(nodes: list[Node], now: datetime, people: list[int] | None = N
 
 
 def count_query(node: Node, now: datetime) -> Query:
-    query = compile_rule(node, now)
-    return Query(f"SELECT count(*) FROM ({query.sql}) AS matching", query.params)
+    """How many people the rule matches (the editor's live count).
+
+    A rule that reads nothing of the person's own row (only events, email activity and other
+    segments) and that nobody without any of those matches is counted from its subqueries
+    alone: everyone it matches has a row in one of them. That skips joining every person of
+    the account to an aggregate, which is most of the time of a count like "purchased at least
+    twice in the last 30 days"."""
+    if reads_person(node) or matches_without_activity(node):
+        query = compile_rule(node, now)
+        return Query(f"SELECT count(*) FROM ({query.sql}) AS matching", query.params)
+    compiler = Compiler(now)
+    where, where_params = compiler.node(node)
+    if len(compiler.subqueries) == 1:
+        alias, sql, params = compiler.subqueries[0]
+        return Query(
+            f"SELECT count(*) FROM ({sql}) AS {alias} WHERE {where}", [*params, *where_params]
+        )
+    ctes = ", ".join(f"{alias} AS MATERIALIZED ({sql})" for alias, sql, _ in compiler.subqueries)
+    people = " UNION ".join(f"SELECT person_id FROM {alias}" for alias, _, _ in compiler.subqueries)
+    joins = " ".join(
+        f"LEFT JOIN {alias} ON {alias}.person_id = p.person_id"
+        for alias, _, _ in compiler.subqueries
+    )
+    params = [param for _, _, cte_params in compiler.subqueries for param in cte_params]
+    return Query(
+        f"WITH {ctes} SELECT count(*) FROM ({people}) AS p {joins} WHERE {where}",
+        [*params, *where_params],
+    )
+
+
+def count_matching(node: Node, now: datetime) -> int:
+    """Run count_query; its aggregates get room enough not to spill to disk (the editor
+    counts every few keystrokes, and one count is one query)."""
+    from django.db import connection, transaction
+
+    query = count_query(node, now)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute(query.sql, query.params)
+        return cursor.fetchone()[0]
+
+
+def reads_person(node: Node) -> bool:
+    if isinstance(node, Group):
+        return any(reads_person(child) for child in node.children)
+    return isinstance(node, AttributeCondition | SubscriptionCondition)
+
+
+def matches_without_activity(node: Node) -> bool:
+    """Does the rule match someone with no events, no email activity and no segments?"""
+    if isinstance(node, Group):
+        answers = [matches_without_activity(child) for child in node.children]
+        return (
+            all(answers)
+            if node.op == "and"
+            else any(answers)
+            if node.op == "or"
+            else (not any(answers))
+        )
+    if isinstance(node, EventCondition | EmailCondition):
+        return node.occurrence.holds(0)
+    assert isinstance(node, SegmentCondition)
+    return not node.member
 
 
 def occurrence(alias: str, occurrence: Occurrence) -> tuple[str, list[Any]]:

@@ -12,7 +12,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.access import editor_required, teammate_required
 from segments import segment_actions
-from segments.compiler import compile_rule, count_query
+from segments.compiler import compile_rule, count_matching
 from segments.forms import (
     EDITOR_CHOICES,
     NEW_RULE,
@@ -107,10 +107,8 @@ def validate(tree: dict, segment: Segment | None) -> tuple[Node | None, list[Rul
 def preview(rule: Node) -> dict:
     """The live count and a few matching people, as the rule stands in the editor."""
     now = datetime.now(UTC)
-    query = count_query(rule, now)
+    count = count_matching(rule, now)
     with connection.cursor() as cursor:
-        cursor.execute(query.sql, query.params)
-        count = cursor.fetchone()[0]
         sample = compile_rule(rule, now)
         cursor.execute(f"{sample.sql} LIMIT {SAMPLE_SIZE}", sample.params)
         ids = [row[0] for row in cursor.fetchall()]
