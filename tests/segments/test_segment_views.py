@@ -93,7 +93,7 @@ def test_saving_creates_the_segment_its_first_version_and_its_members(cast, pros
     assert response["Location"] == f"/segments/{segment.pk}/"
     assert (segment.name, segment.member_count) == ("Pro customers", 2)
     assert (version.number, version.changed_by, version.summary) == (
-        1, "mia@acme.example", "created",
+        1, "mia@acme.example", "created; 2 entered at once (first computation)",
     )  # fmt: skip
 
 
@@ -129,7 +129,7 @@ def test_editing_a_rule_records_who_changed_what(cast, pros):
         segment.refresh_from_db()
     assert [(v.number, v.changed_by, v.summary) for v in versions] == [
         (2, "adam@acme.example", "changed description, rules"),
-        (1, "alice@acme.example", "created"),
+        (1, "alice@acme.example", "created; 2 entered at once (first computation)"),
     ]
     assert segment.member_count == 1
     page = client_for(cast.acme, cast.vic).get(f"/segments/{segment.pk}/").content
