@@ -40,9 +40,9 @@ PERSON = "segments_person"
 EVENT = "segments_event"
 SUMMARY = "segments_activitysummary"
 MEMBERSHIP = "segments_membership"
-# Email activity reads deliveries, recorded once messaging exists: one row per message sent to
-# a person, with the time of each activity (null until it happens).
-DELIVERY = "segments_delivery"
+# Email activity reads messaging's deliveries: one row per message to a person, with the first
+# time of each activity (null until it happens). Test sends are not activity.
+DELIVERY = "messaging_delivery"
 DELIVERY_COLUMNS = {
     "sent": "sent_at",
     "delivered": "delivered_at",
@@ -154,7 +154,9 @@ class Compiler:
     def email(self, node: EmailCondition) -> tuple[str, list[Any]]:
         column = f"d.{DELIVERY_COLUMNS[node.activity]}"
         window_sql, params = window(column, node.window, self.now)
-        conditions = ["d.person_id IS NOT NULL", f"{column} IS NOT NULL", *window_sql]
+        conditions = [
+            "d.person_id IS NOT NULL", "NOT d.is_test", f"{column} IS NOT NULL", *window_sql
+        ]  # fmt: skip
         alias = self.join(
             f"SELECT d.person_id, count(*) AS n FROM {DELIVERY} AS d "
             f"WHERE {' AND '.join(conditions)} GROUP BY d.person_id",

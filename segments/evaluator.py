@@ -45,7 +45,8 @@ class PersonRecord:
     attributes: dict
     unsubscribed: bool = False
     events: list[EventRecord] = field(default_factory=list)
-    # One dict per delivery: activity column (sent_at, opened_at, ...) -> datetime or None.
+    # One dict per delivery: activity column (sent_at, opened_at, ...) -> datetime or None,
+    # and is_test.
     deliveries: list[dict] = field(default_factory=list)
 
 
@@ -80,7 +81,9 @@ def matches(
     count = sum(
         1
         for delivery in person.deliveries
-        if delivery.get(column) is not None and in_window(delivery[column], node.window, now)
+        if not delivery.get("is_test")
+        and delivery.get(column) is not None
+        and in_window(delivery[column], node.window, now)
     )
     return node.occurrence.holds(count)
 

@@ -49,7 +49,7 @@ def lock_account() -> None:
 
 def stored_rule(segment: Segment, graph: dict[int, list[int]]) -> Node:
     # Validated when saved; read again against today's segments (one may have been deleted).
-    return parse_rule(segment.rules, Context(segments=graph, own_id=segment.pk, deliveries=True))
+    return parse_rule(segment.rules, Context(segments=graph, own_id=segment.pk))
 
 
 def readable(segment: Segment, graph: dict[int, list[int]]) -> bool:

@@ -18,7 +18,9 @@ the semantics written here, which the property test holds them to:
 - Event conditions count a person's events of that name (of any kind) inside the window
   (`within_days`: from N days ago up to now; or `from`/`to` dates, `to` inclusive of its day)
   whose data match every filter (the attribute operators, on event properties).
-- Email activity counts a person's deliveries with that activity, the same way.
+- Email activity counts a person's deliveries (messaging's, test sends left out) that reached
+  that activity (sent, delivered, opened, clicked, bounced: the first time each happened)
+  inside the window, the same way.
 - Segment conditions read the other segment's materialised members.
 """
 
@@ -196,8 +198,6 @@ class Context:
     segments: Mapping[int, list[int]] = field(default_factory=dict)
     # The segment being edited (None while creating one): reading itself would be a cycle.
     own_id: int | None = None
-    # Email activity conditions need recorded deliveries (messaging), which may not exist.
-    deliveries: bool = False
     # Days the account keeps "events" and "deliveries" (maintenance/retention.py): a window
     # reaching further back would silently miss deleted rows, so the editor refuses it.
     kept_days: Mapping[str, int] = field(default_factory=dict)
@@ -432,13 +432,6 @@ class Reader:
         window = self.window(data, path, "deliveries")
         if occurrence is None or window is INVALID:
             return None
-        if not self.context.deliveries:
-            self.fail(
-                path,
-                "email activity needs message deliveries, which this Ferry does not record "
-                "yet (they arrive with messaging)",
-            )
-            return None
         return EmailCondition(activity, occurrence, window)
 
     def segment(self, data: dict, path: str) -> SegmentCondition | None:
@@ -512,9 +505,13 @@ def referenced_segments(node: Node) -> list[int]:
 
 
 def is_time_dependent(node: Node) -> bool:
-    """Does the answer change with the clock alone, with no new data?"""
+    """Does the answer change with the clock alone, with no new data? Email activity counts
+    too: deliveries are written by messaging, not by the drain, so the periodic sweep is what
+    brings those segments up to date."""
     for n in walk(node):
-        if isinstance(n, EventCondition | EmailCondition) and n.window and n.window.days:
+        if isinstance(n, EmailCondition):
+            return True
+        if isinstance(n, EventCondition) and n.window and n.window.days:
             return True
         comparisons: tuple[Comparison, ...] = ()
         if isinstance(n, AttributeCondition):

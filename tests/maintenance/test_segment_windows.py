@@ -10,7 +10,7 @@ from segments.models import Segment
 from segments.rules import Context, InvalidRule, parse_rule
 from tests.conftest import client_for
 
-KEPT = Context(kept_days={"events": 90, "deliveries": 30}, deliveries=True)
+KEPT = Context(kept_days={"events": 90, "deliveries": 30})
 
 
 def event(**window) -> dict:

@@ -1,7 +1,8 @@
 """The compiled SQL and the Python reference agree on every person, for random rules and data.
 
-Hypothesis writes people, events, activity summaries and memberships into acme's schema (inside
-a savepoint rolled back after each example), then asks both implementations.
+Hypothesis writes people, events, activity summaries, memberships and email deliveries
+(messaging's table) into acme's schema (inside a savepoint rolled back after each example), then
+asks both implementations.
 """
 
 import json
@@ -13,7 +14,9 @@ from django.db import connection, transaction
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from messaging.models import Delivery
 from segments.compiler import (
+    DELIVERY_COLUMNS,
     compile_rule,
     compile_rules,
     count_query,
@@ -22,7 +25,14 @@ from segments.compiler import (
 )
 from segments.evaluator import EventRecord, PersonRecord, matches
 from segments.models import ActivitySummary, Event, Membership, Person, Segment
-from segments.rules import ATTRIBUTE_OPERATORS, COUNT_OPERATORS, Context, parse_rule, parse_time
+from segments.rules import (
+    ATTRIBUTE_OPERATORS,
+    COUNT_OPERATORS,
+    EMAIL_ACTIVITIES,
+    Context,
+    parse_rule,
+    parse_time,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +124,21 @@ def comparisons(draw, key: str, names: list[str]) -> dict:
 
 @st.composite
 def event_conditions(draw) -> dict:
-    data = {"type": "event", "name": draw(st.sampled_from(EVENT_NAMES))}
+    data = draw(counted({"type": "event", "name": draw(st.sampled_from(EVENT_NAMES))}))
+    if draw(st.booleans()):
+        data["filters"] = draw(st.lists(comparisons("property", PROPERTIES), max_size=2))
+    return data
+
+
+@st.composite
+def email_conditions(draw) -> dict:
+    return draw(counted({"type": "email", "activity": draw(st.sampled_from(EMAIL_ACTIVITIES))}))
+
+
+@st.composite
+def counted(draw, data: dict) -> dict:
+    """How often, and when: the part event and email conditions share."""
+    data = dict(data)
     operator = draw(st.sampled_from(COUNT_OPERATORS))
     data["operator"] = operator
     if operator not in ("performed", "not_performed"):
@@ -126,8 +150,6 @@ def event_conditions(draw) -> dict:
         start = draw(moments)
         data["from"] = start.strftime("%Y-%m-%d")
         data["to"] = (start + timedelta(days=draw(st.integers(0, 60)))).strftime("%Y-%m-%d")
-    if draw(st.booleans()):
-        data["filters"] = draw(st.lists(comparisons("property", PROPERTIES), max_size=2))
     return data
 
 
@@ -138,6 +160,7 @@ leaves = st.one_of(
     attribute_conditions,
     event_conditions(),
     event_conditions(),
+    email_conditions(),
     st.sampled_from(["subscribed", "unsubscribed"]).map(
         lambda s: {"type": "subscription", "state": s}
     ),
@@ -203,12 +226,23 @@ def people_for(tree: dict):
         ),
         max_size=5,
     )
+    # Each delivery: the first time of every activity (or never), and whether a test send.
+    deliveries = st.lists(
+        st.tuples(
+            st.fixed_dictionaries(
+                {column: st.one_of(st.none(), moment) for column in DELIVERY_COLUMNS.values()}
+            ),
+            st.sampled_from([False, False, False, True]),
+        ),
+        max_size=3,
+    )
     return st.lists(
         st.tuples(
             st.dictionaries(st.sampled_from(NAMES), value, max_size=2),
             st.booleans(),
             events,
             st.tuples(st.booleans(), st.booleans()),
+            deliveries,
         ),
         min_size=1,
         max_size=8,
@@ -229,7 +263,7 @@ def store(rows) -> tuple[list[int], dict[int, set[int]]]:
     segments = [Segment.objects.create(name=f"s{n}", kind="manual") for n in range(2)]
     members: dict[int, set[int]] = {s.pk: set() for s in segments}
     serial = 0
-    for n, (attributes, unsubscribed, person_events, membership) in enumerate(rows):
+    for n, (attributes, unsubscribed, person_events, membership, deliveries) in enumerate(rows):
         person = Person.objects.create(
             customer_id=f"p{n}", attributes=attributes, unsubscribed=unsubscribed,
             created_at=stamp, updated_at=stamp,
@@ -244,6 +278,9 @@ def store(rows) -> tuple[list[int], dict[int, set[int]]]:
                 person=person, name=name, data=data, timestamp=timestamp, received_at=stamp,
                 dedupe_key=f"e{serial}",
             )  # fmt: skip
+        for times, is_test in deliveries:
+            Delivery.objects.create(person=person, email=f"p{n}@example.com", is_test=is_test,
+                                    **times)  # fmt: skip
         for name in {e[0] for e in person_events}:
             times = [e[1] for e in person_events if e[0] == name]
             ActivitySummary.objects.create(
@@ -262,6 +299,12 @@ def load_records() -> list[PersonRecord]:
         cursor.execute("SELECT person_id, name, timestamp, data::text FROM segments_event")
         for person_id, name, timestamp, data in cursor.fetchall():
             records[person_id].events.append(EventRecord(name, timestamp, exact(data)))
+        columns = list(DELIVERY_COLUMNS.values())
+        cursor.execute(f"SELECT person_id, is_test, {', '.join(columns)} FROM messaging_delivery")
+        for person_id, is_test, *times in cursor.fetchall():
+            records[person_id].deliveries.append(
+                {"is_test": is_test, **dict(zip(columns, times, strict=True))}
+            )
     return list(records.values())
 
 

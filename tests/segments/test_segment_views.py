@@ -159,3 +159,35 @@ def test_a_segment_that_another_reads_cannot_be_deleted(cast, pros):
     assert b"cannot be deleted: Pro readers reads it" in response.content
     with cast.acme:
         assert Segment.objects.count() == 2
+
+
+def test_email_activity_in_the_editor_counts_deliveries_and_saves(cast, pros):
+    from datetime import UTC, datetime, timedelta
+
+    from messaging.models import Delivery
+    from segments.models import Person
+
+    now = datetime.now(UTC)
+    with cast.acme:
+        one, two = Person.objects.get(customer_id="1"), Person.objects.get(customer_id="2")
+        Delivery.objects.create(person=one, email="1@example.com", sent_at=now, opened_at=now)
+        Delivery.objects.create(person=two, email="2@example.com", sent_at=now - timedelta(days=40),
+                                opened_at=now - timedelta(days=40))  # fmt: skip
+        # A test send is not activity.
+        Delivery.objects.create(person=two, email="2@example.com", is_test=True, opened_at=now)
+    opened = {**EDITOR_POST, "r-0.type": "email", "r-0.activity": "opened",
+              "r-0.operator": "performed", "r-0.window": "days", "r-0.within_days": "30"}  # fmt: skip
+    client = client_for(cast.acme, cast.mia)
+    response = client.post("/segments/new/?preview=1", opened, HTTP_HX_REQUEST="true")
+    assert b'data-testid="live-count">1<' in response.content
+    response = client.post("/segments/new/?preview=1", {**opened, "r-0.within_days": "60"},
+                           HTTP_HX_REQUEST="true")  # fmt: skip
+    assert b'data-testid="live-count">2<' in response.content
+    response = client.post("/segments/new/", {**opened, "name": "Readers", "save": "1"})
+    assert response.status_code == 302
+    with cast.acme:
+        segment = Segment.objects.get(name="Readers")
+        assert segment.member_count == 1 and segment.time_dependent
+        assert segment.rules["children"][0] == {
+            "type": "email", "activity": "opened", "operator": "performed", "within_days": 30,
+        }  # fmt: skip
