@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from accounts.models import Account
+from maintenance import governor
 from segments.membership import sweep
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--account", help="Sweep only this account (its slug).")
 
-    def handle(self, *args, **options) -> None:
-        stopping = False
+    stopping = False
 
+    def handle(self, *args, **options) -> None:
         def stop(*_: object) -> None:
-            nonlocal stopping
-            stopping = True
+            self.stopping = True
 
         if options["every"]:
             signal.signal(signal.SIGTERM, stop)
@@ -44,6 +44,8 @@ class Command(BaseCommand):
             try:
                 swept = self.sweep_all(options["account"])
                 self.stdout.write(f"Swept {swept} segments.")
+            except governor.Stopped:
+                return  # told to stop while waiting for the drain to catch up
             except (OperationalError, InterfaceError):
                 if not options["every"]:
                     raise
@@ -51,9 +53,9 @@ class Command(BaseCommand):
                 connection.close()
             if not options["every"]:
                 return
-            while not stopping and time.monotonic() - started < options["every"]:
+            while not self.stopping and time.monotonic() - started < options["every"]:
                 time.sleep(0.5)
-            if stopping:
+            if self.stopping:
                 return
 
     def sweep_all(self, slug: str | None) -> int:
@@ -62,7 +64,13 @@ class Command(BaseCommand):
         if slug:
             accounts = accounts.filter(slug=slug)
         swept = 0
+        # Background work yields to ingestion: one governor slot for the pass, which waits
+        # while the drain is behind before each account and keeps the duty cycle after it.
         # Every job carries its account: one transaction per account, on that schema alone.
-        for account in list(accounts):
-            swept += sweep_account(account)
+        with governor.slot("segment sweep", stop=lambda: self.stopping) as slot:
+            for account in list(accounts):
+                slot.wait_if_behind()
+                count = sweep_account(account)
+                swept += count
+                slot.pace(count)
         return swept
