@@ -8,7 +8,7 @@ its TOAST table: about 7 relations, and 3 files each) and the planning of every 
 and PostgreSQL requires the partition key in every unique index, which would turn the drain's
 `dedupe_key` uniqueness (ingest/apply.py) into uniqueness per month. Batches need no schema
 change: each is one short transaction that walks an index the tables already have
-(`event_name_time`, one name at a time; `delivery_created`) and removes at most
+(`event_name_time_person`, one name at a time; `delivery_created`) and removes at most
 `RETENTION_BATCH_SIZE` rows, under a governor slot that pauses while the drain is behind.
 
 What the horizon means: an account that keeps events N days holds every event whose
