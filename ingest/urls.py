@@ -5,9 +5,10 @@ from ingest import views
 SEGMENT_CALLS = "identify|track|page|screen|group|alias"
 
 urlpatterns = [
-    # Customer.io Track API. Identifiers may contain anything, so the event route goes first.
-    re_path(r"^api/v1/customers/(?P<identifier>.+)/events$", views.customer_event),
-    re_path(r"^api/v1/customers/(?P<identifier>.+)$", views.customer),
+    # Customer.io Track API. Identifiers may contain anything (line breaks too, hence [\s\S]
+    # rather than .), so the event route goes first.
+    re_path(r"^api/v1/customers/(?P<identifier>[\s\S]+)/events$", views.customer_event),
+    re_path(r"^api/v1/customers/(?P<identifier>[\s\S]+)$", views.customer),
     path("api/v1/events", views.anonymous_event),
     path("api/v1/metrics", views.metrics),
     path("api/v1/segments/<str:segment_id>/add_customers", views.segment_add_customers),

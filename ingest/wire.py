@@ -360,7 +360,8 @@ SEGMENT_ID_TYPES = ("id", "email")
 def cio_segment_members(segment_id: str, body: Any, id_type: str | None, add: bool) -> dict:
     """add_customers / remove_customers: whether the segment is manual is known only to the
     account's database, so the drain checks that (a data-driven one makes a dead letter)."""
-    if not segment_id.isdigit() or len(segment_id) > 18:
+    # isdigit() alone accepts "³" and other Unicode digits that int() refuses.
+    if not (segment_id.isascii() and segment_id.isdigit()) or len(segment_id) > 18:
         raise WireError("segment_id", "must be a segment's number")
     id_type = id_type or "id"
     if id_type not in SEGMENT_ID_TYPES:

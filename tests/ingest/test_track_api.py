@@ -235,3 +235,23 @@ def test_the_api_answers_on_account_hosts_too_and_credentials_still_pick_the_acc
     drain(spool)
     assert "7" in people(cast.globex)
     assert people(cast.acme) == {}
+
+
+def test_an_identifier_with_a_line_break_is_a_person_like_any_other(cast, spool, acme_key):
+    # Found by the schemathesis run: `.` in the route did not match "\n", so this was a 404.
+    client = api_client(acme_key)
+    assert send(client, "put", "/api/v1/customers/a%0Ab", {"plan": "basic"}).status_code == 200
+    assert send(client, "post", "/api/v1/customers/a%0Ab/events", {"name": "x"}).status_code == 200
+    drain(spool)
+    assert people(cast.acme)["a\nb"].attributes["plan"] == "basic"
+    assert [e.name for e in events(cast.acme)] == ["x"]
+
+
+def test_a_segment_id_in_unicode_digits_is_a_clear_400(cast, spool, acme_key):
+    # "³".isdigit() is true but int("³") fails: this was a 500 (found by schemathesis).
+    response = send(
+        api_client(acme_key), "post", "/api/v1/segments/%C2%B3/add_customers", {"ids": ["1"]}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "segment_id"
+    assert spool.pending_count() == 0
