@@ -18,10 +18,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(django_db_setup, committed_keys, cast_ids) -> Iterator[Browser]:
     # Playwright runs an event loop in this thread, where Django refuses database calls:
-    # everything the browser tests read from the database is set up before it starts.
+    # everything the browser tests read from the database is set up before it starts. One
+    # browser per module, so that the loop is gone before the tests after them connect.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
