@@ -218,10 +218,10 @@ PUBLIC_URLS: dict[str, Access] = {
     # Prometheus: staff, or a scraper with the METRICS_TOKEN bearer token (tests/config).
     "metrics": Access("/metrics", STAFF_ONLY),
     # Customer.io Track API and the Segment spec: credentials, not sessions.
-    "^api/v1/customers/(?P<identifier>.+)/events$": Access(
+    r"^api/v1/customers/(?P<identifier>[\s\S]+)/events$": Access(
         "/api/v1/customers/iso-1/events", NOT_A_SESSION_API, "POST", {"name": "x"}
     ),
-    "^api/v1/customers/(?P<identifier>.+)$": Access(
+    r"^api/v1/customers/(?P<identifier>[\s\S]+)$": Access(
         "/api/v1/customers/iso-1", NOT_A_SESSION_API, "PUT", {"email": "a@b.c"}
     ),
     "api/v1/events": Access("/api/v1/events", NOT_A_SESSION_API, "POST", {"name": "x"}),
