@@ -23,7 +23,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 from bench._cluster import ferry_database  # noqa: E402
-from bench.people_pages import THREADS, timed  # noqa: E402
+from bench.people_pages import THREADS, signed_in_cookie, timed  # noqa: E402
 
 PEOPLE = 1_000_000
 BROADCASTS = 50
@@ -177,29 +177,22 @@ def main() -> None:
         import django
 
         django.setup()
-        from django.contrib.sessions.backends.db import SessionStore
         from django.core import signing
         from django.core.management import call_command
 
-        from accounts.models import Account, User
+        from accounts.models import Account
         from messaging.models import Broadcast, Delivery
         from messaging.views import CURSOR_SALT
 
         call_command("collectstatic", interactive=False, verbosity=0)
         account = Account.objects.get(slug="bench")
+        cookie = signed_in_cookie(account)
         with account:
-            user = User.objects.get()
-            session = SessionStore()
-            session["_auth_user_id"] = str(user.pk)
-            session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-            session["_auth_user_hash"] = user.get_session_auth_hash()
-            session.create()
             broadcasts = list(Broadcast.objects.order_by("id").values_list("id", flat=True))
             middle = Delivery.objects.order_by("-id").values_list("id", flat=True)[
                 options.deliveries // 2
             ]
             newest = Delivery.objects.filter(broadcast_id=broadcasts[-1]).order_by("-id").first()
-        cookie = f"ferry_session={session.session_key}"
         deep = signing.dumps(middle, salt=CURSOR_SALT)
         pages = [
             ("log, newest first", "/deliveries/"),

@@ -24,6 +24,22 @@ REQUESTS = 200
 THREADS = 4
 
 
+def signed_in_cookie(account) -> str:
+    """A session cookie for the account's only user (Django must be set up)."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from accounts.models import User
+
+    with account:
+        user = User.objects.get()
+        session = SessionStore()
+        session["_auth_user_id"] = str(user.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = user.get_session_auth_hash()
+        session.create()
+    return f"ferry_session={session.session_key}"
+
+
 def timed(port: int, host: str, path: str, cookie: str) -> list[float]:
     durations: list[float] = []
     lock = threading.Lock()
@@ -86,21 +102,15 @@ def main() -> None:
         import django
 
         django.setup()
-        from django.contrib.sessions.backends.db import SessionStore
         from django.core.management import call_command
 
         from accounts.models import Account, User
 
         call_command("collectstatic", interactive=False, verbosity=0)
         account = Account.objects.get(slug="bench")
+        cookie = signed_in_cookie(account)
         with account:
             user = User.objects.get()
-            session = SessionStore()
-            session["_auth_user_id"] = str(user.pk)
-            session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-            session["_auth_user_hash"] = user.get_session_auth_hash()
-            session.create()
-        cookie = f"ferry_session={session.session_key}"
         middle = options.people // 2
         pages = [
             ("people list, newest first", "/people/"),
