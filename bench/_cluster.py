@@ -8,12 +8,10 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from tests.outage.drill import Cluster  # noqa: E402
+from tests.drills import Cluster  # noqa: E402
 
 
 @contextmanager
@@ -24,9 +22,7 @@ def ferry_database():
         os.chmod(folder, 0o755)
         cluster = Cluster(folder)
         try:
-            with psycopg.connect(cluster.url, autocommit=True) as conn:
-                conn.execute("CREATE DATABASE bench")
-            url = cluster.url.replace("/postgres?", "/bench?")
+            url = cluster.create_database("bench")
             env = {**os.environ, "DATABASE_URL": url, "FERRY_VAR_DIR": str(folder / "var")}
 
             def manage(*args: str) -> str:

@@ -24,7 +24,7 @@ import psycopg
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from tests.outage.drill import Cluster  # noqa: E402
+from tests.drills import Cluster  # noqa: E402
 
 SCRIPT = r"""
 import json, sys, time

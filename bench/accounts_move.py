@@ -22,7 +22,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 from bench.generate_account import generate  # noqa: E402
-from tests.outage.drill import Cluster, Ferry, Sender  # noqa: E402
+from tests.drills import Cluster, Ferry  # noqa: E402
+from tests.outage.drill import Sender  # noqa: E402
 
 
 def main() -> None:
@@ -41,12 +42,8 @@ def main() -> None:
         primary, big = Cluster(folder / "a"), Cluster(folder / "b")
         ferry = None
         try:
-            for cluster in (primary, big):
-                with psycopg.connect(cluster.url, autocommit=True) as conn:
-                    conn.execute("CREATE DATABASE bench")
-            primary_url = primary.url.replace("/postgres?", "/bench?")
-            big_url = big.url.replace("/postgres?", "/bench?")
-            ferry = Ferry(folder, primary_url)
+            primary_url, big_url = primary.create_database("bench"), big.create_database("bench")
+            ferry = Ferry(folder, primary_url, {"INGEST_LEASE_SECONDS": "5"})
             ferry.env["FERRY_DATA_SERVERS"] = f"big={big_url}"
             ferry.manage("migrate_schemas", "-v", "0")
             created = json.loads(ferry.manage(

@@ -34,7 +34,7 @@ import psycopg
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from tests.outage.drill import Cluster, free_port  # noqa: E402
+from tests.drills import Cluster, free_port  # noqa: E402
 
 ADDITIVE = """
 from django.db import migrations, models

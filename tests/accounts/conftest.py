@@ -27,7 +27,7 @@ _numbers = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def second_server_url() -> Iterator[str]:
-    from tests.outage.drill import Cluster
+    from tests.drills import Cluster
 
     with tempfile.TemporaryDirectory(prefix="ferry-second-") as scratch:
         folder = Path(scratch)

@@ -15,9 +15,7 @@ import http.client
 import json
 import math
 import os
-import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,12 +25,8 @@ from pathlib import Path
 
 import psycopg
 
-from tests.outage.drill import Cluster, free_port
-
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(BASE_DIR))
-
-from bench.generate_account import generate  # noqa: E402
+from bench.generate_account import generate
+from tests.drills import BASE_DIR, Cluster, EventTally, Ferry, stored_event_keys
 
 EVENTS_PER_REQUEST = 100
 PEOPLE_PER_ACCOUNT = 500
@@ -69,7 +63,7 @@ class Phase:
 
 
 @dataclass
-class DrillReport:
+class DrillReport(EventTally):
     accounts: int = 0
     big_people: int = 0
     big_events: int = 0
@@ -82,92 +76,8 @@ class DrillReport:
     retention_paused_seconds: float = 0.0
     retention_finished: bool = False
     move: str = "not run"
-    events_acknowledged: int = 0
-    events_present: int = 0
-    events_missing: int = 0
-    events_unexpected: int = 0
     drain_after_seconds: float = 0.0
     backlog_left: int = 0
-    refusals: list[str] = field(default_factory=list)
-
-
-class Ferry:
-    """gunicorn and drain workers on the drill's database, with a spool of their own."""
-
-    def __init__(self, folder: Path, database_url: str, env: dict[str, str]) -> None:
-        self.spool_path = folder / "spool.sqlite3"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "INGEST_SPOOL_PATH": str(self.spool_path),
-            "FERRY_VAR_DIR": str(folder / "var"),
-            "LOG_LEVEL": "WARNING",
-            **env,
-        }
-        self.port = free_port()
-        self.web: subprocess.Popen | None = None
-        self.drains: list[subprocess.Popen] = []
-
-    def manage(self, *args: str, timeout: float = 600) -> str:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env,
-            capture_output=True, text=True, check=True, timeout=timeout,
-        ).stdout  # fmt: skip
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-
-    def start_web(self) -> None:
-        self.web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "3", "--log-level", "warning", "--preload"],
-            cwd=BASE_DIR, env=self.env,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                connection.request("GET", "/api/v1/events")
-                connection.getresponse().read()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError("gunicorn did not start")
-
-    def start_drains(self, count: int = 2) -> None:
-        command = [sys.executable, "manage.py", "drain"]
-        self.drains = [
-            subprocess.Popen(command, cwd=BASE_DIR, env=self.env, stdout=subprocess.DEVNULL)
-            for _ in range(count)
-        ]
-
-    def backlog(self) -> int:
-        if not self.spool_path.exists():
-            return 0
-        with sqlite3.connect(self.spool_path, timeout=30) as db:
-            return db.execute("SELECT count(*) FROM items").fetchone()[0]
-
-    def account_ids(self) -> list[str]:
-        with psycopg.connect(self.env["DATABASE_URL"]) as conn:
-            return [str(row[0]) for row in conn.execute("SELECT id FROM accounts_account")]
-
-    def pause(self, accounts: list[str]) -> None:
-        with sqlite3.connect(self.spool_path, timeout=30) as db:
-            db.execute("CREATE TABLE IF NOT EXISTS paused (account TEXT PRIMARY KEY)")
-            db.executemany("INSERT OR IGNORE INTO paused VALUES (?)", [(a,) for a in accounts])
-
-    def resume(self, accounts: list[str]) -> None:
-        with sqlite3.connect(self.spool_path, timeout=30) as db:
-            db.executemany("DELETE FROM paused WHERE account = ?", [(a,) for a in accounts])
-
-    def stop(self) -> None:
-        for process in (self.web, *self.drains):
-            if process and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
 
 
 @dataclass(frozen=True)
@@ -311,17 +221,13 @@ def run_drill(
             # The second PostgreSQL server an account moves to: an empty database.
             (folder / "second").mkdir()
             second = Cluster(folder / "second")
-            with psycopg.connect(second.url, autocommit=True) as conn:
-                conn.execute("CREATE DATABASE drill")
-            second_url = second.url.replace("/postgres?", "/drill?")
+            second_url = second.create_database("drill")
             env["FERRY_DATA_SERVERS"] = f"second={second_url}"
         ferry = None
         senders: list[Sender] = []
         prober = None
         try:
-            with psycopg.connect(cluster.url, autocommit=True) as conn:
-                conn.execute("CREATE DATABASE drill")
-            url = cluster.url.replace("/postgres?", "/drill?")
+            url = cluster.create_database("drill")
             ferry = Ferry(folder, url, env)
             ferry.manage("migrate_schemas", "-v", "0")
             if "STATIC_ROOT" not in ferry.env:
@@ -339,7 +245,7 @@ def run_drill(
                     "SELECT count(*) FROM segments_event WHERE timestamp < now() - %s::interval",
                     [f"{RETENTION_DAYS} days 1 hour"],
                 ).fetchone()[0]
-            ferry.start_web()
+            ferry.start_web(workers=3, preload=True)
 
             # Drain capacity: a burst spooled with the drain stopped, then drained by two.
             log("measuring drain capacity")
@@ -490,15 +396,4 @@ def count_events(
     for target in targets:
         where = second_url if servers.get(target.slug) == "second" else url
         acknowledged = {key for s in senders for key in s.acknowledged[target.slug]}
-        with psycopg.connect(where) as conn:
-            conn.execute(f'SET search_path TO "{target.schema}"')
-            present = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT dedupe_key FROM segments_event WHERE name = 'drilled'"
-                )
-            ]
-        report.events_acknowledged += len(acknowledged)
-        report.events_present += len(acknowledged & set(present))
-        report.events_missing += len(acknowledged - set(present))
-        report.events_unexpected += len(present) - len(acknowledged & set(present))
+        report.count(acknowledged, stored_event_keys(where, target.schema, "drilled"))
