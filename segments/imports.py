@@ -5,8 +5,8 @@ import follows the same rules as the API (attribute timestamps, suppressions). E
 either imported or listed with its line number and the reason it was not.
 """
 
-import csv
-import re
+import multiprocessing
+import pickle
 import threading
 import time
 import uuid
@@ -19,12 +19,14 @@ from django.db import connection
 from django.utils import timezone
 
 from ingest.apply import apply_items, collector_paused
-from ingest.wire import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ID_BYTES
+from segments.csvrows import Chunk, checked_chunks, read_rows, send_checked_chunks
 from segments.models import Import, ImportRejection
 
 PREVIEW_ROWS = 5
 CHUNK_ROWS = 20_000
-csv.field_size_limit(1024 * 1024)
+# Files larger than this are read and checked by a process of their own (see run_import);
+# smaller ones, a chunk or less, would only pay for starting it.
+READER_PROCESS_BYTES = 2 * 1024 * 1024
 
 
 def account_folder() -> Path:
@@ -46,37 +48,6 @@ def store_upload(upload) -> tuple[str, int]:
 
 def stored_path(job: Import) -> Path:
     return account_folder() / job.stored_as
-
-
-def read_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str]]:
-    """(line number, fields or None, problem) for every record of the file, header included.
-
-    Bytes that are not UTF-8 do not stop the file: that row is reported and the next is read.
-    """
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
-        reader = csv.reader(text)
-        while True:
-            line = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                yield line, None, f"malformed CSV ({error})"
-                continue
-            joined = "".join(fields)
-            if not joined.isascii() and UNDECODABLE.search(joined):
-                yield line, None, "not valid UTF-8: save the file as UTF-8 and import again"
-                continue
-            if any("\x00" in field for field in fields):
-                # PostgreSQL cannot store NUL in text: the whole chunk would fail to apply.
-                yield line, None, "contains a NUL byte, which cannot be stored"
-                continue
-            yield line, fields, ""
-
-
-# Bytes that were not UTF-8, as `surrogateescape` decoding leaves them.
-UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 def preview(path: Path) -> tuple[list[str], list[list[str]], str]:
@@ -101,86 +72,30 @@ def preview(path: Path) -> tuple[list[str], list[list[str]], str]:
     return header, sample, ""
 
 
-def typed(value: str) -> object:
-    """CSV text as a number or boolean where it clearly is one; otherwise the text itself."""
-    first = value[:1]
-    if first in ("t", "f", "T", "F"):
-        lowered = value.lower()
-        return lowered == "true" if lowered in ("true", "false") else value
-    if not (first.isdigit() or first in ("-", "+", ".")):
-        return value
-    lowered = value.lower()
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    if value.strip() != value or lowered in ("nan", "inf", "-inf", "infinity"):
-        return value
-    return (
-        int(number) if number.is_integer() and "." not in value and "e" not in lowered else number
-    )
-
-
-class RowReader:
-    """Turns the rows of one import into identify items, with the column positions worked
-    out once instead of a dict per row."""
-
-    def __init__(self, job: Import, header: list[str], at: float) -> None:
-        self.job, self.width, self.at = job, len(header), at
-        positions = {name: index for index, name in enumerate(header)}  # the last one wins
-        self.identifier = positions.get(job.identifier_column)
-        self.by_email = job.identifier_kind == Import.IdentifierKind.EMAIL
-        self.mapped = [
-            (positions[column], column, name)
-            for column, name in job.mapping.items()
-            if column in positions
-        ]
-
-    def item(self, fields: list[str]) -> dict | str:
-        """The identify item for one row, or the reason it cannot be imported."""
-        if len(fields) != self.width:
-            return f"has {len(fields)} fields where the header has {self.width}"
-        identifier = fields[self.identifier].strip() if self.identifier is not None else ""
-        if not identifier:
-            return f"the identifier column “{self.job.identifier_column}” is empty"
-        # A character is at most 4 bytes: short text needs no encoding to be measured.
-        if len(identifier) * 4 > MAX_ID_BYTES and len(identifier.encode()) > MAX_ID_BYTES:
-            return f"the identifier is longer than {MAX_ID_BYTES} bytes"
-        if self.by_email:
-            if "@" not in identifier:
-                return f"“{identifier[:60]}” is not an email address"
-            person = {"email": identifier.lower()}
-        else:
-            person = {"id": identifier}
-        attributes = {}
-        for index, column, name in self.mapped:
-            value = fields[index]
-            if value == "":
-                continue
-            if (
-                len(value) * 4 > MAX_ATTRIBUTE_VALUE_BYTES
-                and len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES
-            ):
-                return f"the value of “{column}” is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
-            attributes[name] = value.strip().lower() if name == "email" else typed(value)
-        if isinstance(attributes.get("email"), str) and "@" not in attributes["email"]:
-            return f"“{attributes['email'][:60]}” in the email column is not an email address"
-        return {"op": "identify", "person": person, "attributes": attributes,
-                "update_only": False, "at": self.at, "anonymous_id": None}  # fmt: skip
-
-
 def run_import(job: Import) -> None:
     """Import every row; the connection is on the job's account schema.
 
-    A thread reads and checks the file a chunk ahead while this one applies the chunk before
-    (mostly waiting on PostgreSQL), so the two overlap. Only this thread touches the database.
+    The file is read and checked a chunk ahead while this thread applies the chunk before:
+    by a process of its own for a large file, so that reading (Python) and applying (Python
+    and PostgreSQL) run on two cores at once; by a thread for a small one. Only this thread
+    touches the database.
     """
     path = stored_path(job)
     job.state, job.started_at = Import.State.RUNNING, timezone.now()
     job.rows_total = max(0, _count_lines(path) - 1)
     job.save(update_fields=["state", "started_at", "rows_total"])
+    reading = {
+        "identifier_column": job.identifier_column,
+        "by_email": job.identifier_kind == Import.IdentifierKind.EMAIL,
+        "mapping": job.mapping,
+        "at": time.time(),
+    }
+    if path.stat().st_size > READER_PROCESS_BYTES:
+        chunks = in_reader_process(path, reading, CHUNK_ROWS)
+    else:
+        chunks = in_background(checked_chunks(path, reading, CHUNK_ROWS))
     with collector_paused():
-        for chunk, problems in in_background(checked_chunks(job, path)):
+        for chunk, problems in chunks:
             _reject(job, problems)
             _apply(job, chunk)
     job.rows_total = job.rows_done  # exact now: quoted line breaks and blank lines counted right
@@ -188,31 +103,42 @@ def run_import(job: Import) -> None:
     job.save(update_fields=["state", "finished_at", "rows_total"])
 
 
-Chunk = tuple[list[tuple[int, dict]], list[tuple[int, str]]]
+def in_reader_process(path: Path, reading: dict, chunk_rows: int) -> Iterator[Chunk]:
+    """The file's checked chunks, read by a process of its own (csvrows.send_checked_chunks).
 
-
-def checked_chunks(job: Import, path: Path) -> Iterator[Chunk]:
-    """The file's rows a chunk at a time: (line, item) to apply and (line, reason) rejected."""
-    rows = read_rows(path)
-    _, header, _ = next(rows)
-    reader = RowReader(job, [name.strip() for name in header], time.time())
-    chunk: list[tuple[int, dict]] = []
-    problems: list[tuple[int, str]] = []
-    for line, fields, problem in rows:
-        if fields is None:
-            problems.append((line, problem))
-        elif not "".join(fields).strip():
-            pass  # a blank line is not a row
-        else:
-            item = reader.item(fields)
-            if isinstance(item, str):
-                problems.append((line, item))
-            else:
-                chunk.append((line, item))
-        if len(chunk) >= CHUNK_ROWS or len(problems) >= CHUNK_ROWS:
-            yield chunk, problems
-            chunk, problems = [], []
-    yield chunk, problems
+    The process is started fresh ("spawn"), not forked: it shares nothing with this one's
+    threads and database connections. It is killed if the import stops early.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    reader = context.Process(
+        target=send_checked_chunks,
+        args=(path, reading, chunk_rows, sending),
+        name=f"import-reader {path.name}",
+        daemon=True,
+    )
+    reader.start()
+    sending.close()  # the reader's end now lives in the reader alone
+    try:
+        while True:
+            try:
+                message = receiving.recv_bytes()
+            except EOFError:
+                reader.join(timeout=5)
+                raise RuntimeError(
+                    f"the reader process stopped (exit code {reader.exitcode})"
+                ) from None
+            if not message:
+                return
+            value = pickle.loads(message)
+            if value[0] == "error":
+                raise RuntimeError(f"reading the file failed: {value[1]}")
+            yield value
+    finally:
+        receiving.close()
+        if reader.is_alive():
+            reader.kill()
+        reader.join()
 
 
 def in_background[T](source: Iterator[T], depth: int = 2) -> Iterator[T]:
