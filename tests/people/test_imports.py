@@ -80,9 +80,7 @@ def test_an_import_runs_in_the_background_and_reports(cast, imports_dir):
     assert b"2 imported, 0 rejected" in client.get(f"/imports/{job.pk}/").content
 
 
-def test_every_bad_row_is_reported_with_its_line_and_the_rest_imported(
-    cast, imports_dir, reader
-):
+def test_every_bad_row_is_reported_with_its_line_and_the_rest_imported(cast, imports_dir, reader):
     content = (
         b"id,email,plan\n"
         b"1,ann@example.com,pro\n"
