@@ -7,6 +7,7 @@ instead of taking turns under one interpreter lock.
 """
 
 import csv
+import gc
 import pickle
 import re
 from collections.abc import Iterator
@@ -155,6 +156,7 @@ def send_checked_chunks(path: Path, reading: dict, chunk_rows: int, pipe) -> Non
     The pipe holds about one chunk, so the reader stays at most a chunk or two ahead of the
     rows being applied. An error is sent as ("error", text) and ends the reading.
     """
+    gc.disable()  # nothing here makes cycles; the collector would only rescan each chunk
     try:
         for chunk in checked_chunks(path, reading, chunk_rows):
             pipe.send_bytes(pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL))
