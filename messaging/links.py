@@ -9,6 +9,9 @@ A Message-ID is `<{delivery id}.{account id}.{random}@{domain}>`: a provider's w
 echoes it back can be routed to its account and delivery without a lookup either.
 """
 
+import hashlib
+import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -31,11 +34,44 @@ class LinkTarget:
     url: str = ""
 
 
+class LinkSigner(signing.TimestampSigner):
+    """`signing.dumps`'s tokens, made several times faster: Django derives the HMAC key from
+    the salt and the secret for every signature; a broadcast signs five links a message with
+    four salts, so the derived key is kept (the tokens are byte for byte the same)."""
+
+    def __init__(self, salt: str, secret: str) -> None:
+        super().__init__(key=secret, salt=salt, algorithm="sha256")
+        derived = hashlib.sha256(f"{self.salt}signer".encode() + secret.encode()).digest()
+        self._mac = hmac.new(derived, digestmod=hashlib.sha256)
+
+    def signature(self, value, key=None) -> str:
+        if key is not None and key != self.key:
+            return super().signature(value, key)
+        mac = self._mac.copy()
+        mac.update(value.encode())
+        return signing.b64_encode(mac.digest()).decode()
+
+    def sign_data(self, data: dict) -> str:
+        payload = json.dumps(data, separators=(",", ":")).encode("latin-1")
+        return self.sign(signing.b64_encode(payload).decode())
+
+
+_signers: dict[tuple[str, str], LinkSigner] = {}
+
+
+def signer_for(salt: str) -> LinkSigner:
+    """One signer per salt and secret (a changed SECRET_KEY gets new signers)."""
+    key = (salt, settings.SECRET_KEY)
+    if key not in _signers:
+        _signers[key] = LinkSigner(salt, settings.SECRET_KEY)
+    return _signers[key]
+
+
 def sign(salt: str, account: str, delivery: int, url: str = "") -> str:
     data: dict = {"a": account, "d": delivery}
     if url:
         data["u"] = url
-    return signing.dumps(data, salt=salt)
+    return signer_for(salt).sign_data(data)
 
 
 def read(salt: str, token: str, max_age: int) -> LinkTarget | None:

@@ -15,6 +15,7 @@ import binascii
 import email
 import email.policy
 import secrets
+import time
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
 
@@ -113,5 +114,13 @@ class PreparedEmail(EmailMultiAlternatives):
         self.prepared = PreparedMime(b"".join(parts))
 
 
+_date_header: tuple[int, str] = (0, "")
+
+
 def now_header() -> str:
-    return formatdate(usegmt=True)
+    """The Date header, written once a second rather than once a message."""
+    global _date_header
+    second = int(time.time())
+    if _date_header[0] != second:
+        _date_header = (second, formatdate(second, usegmt=True))
+    return _date_header[1]

@@ -159,6 +159,13 @@ class CompiledBroadcast:
     reply_to: str
     account: str
     boundary: str = field(default_factory=mime.new_boundary)
+    # The From and Reply-To headers are the same in every message: parsed once.
+    from_header: str = ""
+    reply_to_header: str = ""
+
+    def __post_init__(self) -> None:
+        self.from_header = mime.address_header(self.from_email or settings.DEFAULT_FROM_EMAIL)
+        self.reply_to_header = mime.address_header(self.reply_to) if self.reply_to else ""
 
     @property
     def attribute_names(self) -> set[str]:
@@ -250,7 +257,7 @@ def build_message(
     from_email = compiled.from_email or settings.DEFAULT_FROM_EMAIL
     headers = {
         "Subject": mime.header_value("Subject", subject),
-        "From": mime.address_header(from_email),
+        "From": compiled.from_header,
         "To": mime.recipient_address(recipient.email),
         "Date": mime.now_header(),
         "Message-ID": message_id,
@@ -259,7 +266,7 @@ def build_message(
         "X-Ferry-Delivery": message_id.strip("<>").split("@")[0],
     }
     if compiled.reply_to:
-        headers["Reply-To"] = mime.address_header(compiled.reply_to)
+        headers["Reply-To"] = compiled.reply_to_header
     message = PreparedEmail(
         subject,
         text,

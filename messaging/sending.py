@@ -6,18 +6,20 @@
 2. Claim: a batch of queued deliveries becomes `sending` with a Message-ID, committed before
    any SMTP conversation (`FOR UPDATE SKIP LOCKED`, so several senders share the work).
    People who unsubscribed since queueing are skipped here.
-3. Send over one reused SMTP connection, then record the whole batch in one UPDATE, its
-   `sent` events and the broadcast's counters.
+3. Send over a few reused SMTP connections (threads), then record the whole batch in one
+   UPDATE, its `sent` events and the broadcast's counters. While a batch is being sent, the
+   next one is claimed, so the database and the SMTP server work at the same time.
 
 A sender that dies between 2 and 3 leaves claims behind. They are never sent again: after
 `MESSAGING_CLAIM_TIMEOUT` they become `failed`, saying the message may or may not have left,
-because sending twice is the worse mistake. At most one batch is in that state.
+because sending twice is the worse mistake. At most two batches (the one being sent and the
+one claimed next) are in that state.
 """
 
 import logging
 import smtplib
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -219,18 +221,21 @@ def send_claimed(compiled: CompiledBroadcast, claimed: list[Claimed], mailer) ->
     return outcomes
 
 
-def send_in_parallel(
+def start_sending(
     compiled: CompiledBroadcast, claimed: list[Claimed], connections: list, pool: ThreadPoolExecutor
-) -> list[Outcome]:
-    """A batch split over several SMTP connections: an SMTP conversation is mostly waiting
-    for the server's replies, so a few connections multiply what one sender gets through."""
-    if len(connections) == 1:
-        return send_claimed(compiled, claimed, connections[0])
+) -> list[Future]:
+    """A batch split over several SMTP connections, sent in the pool's threads: an SMTP
+    conversation is mostly waiting for the server's replies, so a few connections multiply
+    what one sender gets through, and the caller can use the database meanwhile."""
     count = len(connections)
-    futures = [
+    return [
         pool.submit(send_claimed, compiled, claimed[index::count], connection)
         for index, connection in enumerate(connections)
     ]
+
+
+def outcomes_of(futures: list[Future]) -> list[Outcome]:
+    """Wait for a batch started by `start_sending`; ConnectionBroke names what was not sent."""
     outcomes: list[Outcome] = []
     unsent: list[Claimed] = []
     for future in futures:
@@ -388,21 +393,27 @@ def send_broadcast(
     try:
         for smtp in connections:
             smtp.open()
-        while not stop() and (limit is None or handled < limit):
-            claimed = claim(broadcast, batch_size, timezone.now())
-            if not claimed:
-                break
+        claimed = claim(broadcast, batch_size, timezone.now()) if not stop() else []
+        while claimed:
+            batch = start_sending(compiled, claimed, connections, pool)
+            # While this batch is on the wire, claim the next one: it is committed before any
+            # of it is sent, so a crash leaves at most two batches in doubt, never resent.
+            claimed_next: list[Claimed] = []
+            if not stop() and (limit is None or handled + len(claimed) < limit):
+                claimed_next = claim(broadcast, batch_size, timezone.now())
             try:
-                outcomes = send_in_parallel(compiled, claimed, connections, pool)
+                outcomes = outcomes_of(batch)
             except ConnectionBroke as broke:
                 # What was sent is recorded; what was not answered goes back to the queue.
-                log.warning("SMTP failed; %d messages queued again", len(broke.unsent))
+                unsent = broke.unsent + claimed_next
+                log.warning("SMTP failed; %d messages queued again", len(unsent))
                 record_outcomes(broadcast, broke.outcomes, timezone.now())
-                release_unsent(broke.unsent)
+                release_unsent(unsent)
                 raise
             record_outcomes(broadcast, outcomes, timezone.now())
             handled += len(outcomes)
             throttle.wait(sum(1 for o in outcomes if o.state == Delivery.State.SENT))
+            claimed = claimed_next
     finally:
         pool.shutdown()
         for smtp in connections:

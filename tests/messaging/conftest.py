@@ -31,10 +31,13 @@ class Received:
 
 @dataclass
 class Mailbox:
-    """What the SMTP server received; addresses in `refuse` are refused at RCPT TO."""
+    """What the SMTP server received; addresses in `refuse` are refused at RCPT TO for good;
+    a message to an address in `defer` is answered 421 at the end of its data (the server is
+    going away: the message was not accepted and the connection closes)."""
 
     received: list[Received] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
+    defer: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -44,6 +47,8 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.defer & set(envelope.rcpt_tos):
+            return "421 4.3.0 Service shutting down"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
@@ -72,6 +77,7 @@ def mailbox(smtp_server, settings) -> Mailbox:
     mailbox, port = smtp_server
     mailbox.received.clear()
     mailbox.refuse.clear()
+    mailbox.defer.clear()
     settings.MAILERS = {
         **settings.MAILERS,
         "broadcasts": {

@@ -156,6 +156,20 @@ def test_a_click_redirects_to_the_signed_url_and_is_recorded(cast, ann, spool):
         assert DeliveryEvent.objects.get(kind="clicked").detail["url"] == target
 
 
+def test_links_are_the_tokens_django_signing_makes_and_follow_the_secret_key(settings):
+    target = "https://acme.example/news?a=1&b=\u00e9"
+    for salt in (links.UNSUBSCRIBE_SALT, links.CLICK_SALT):
+        for url in ("", target):
+            data = {"a": "7", "d": 12345, **({"u": url} if url else {})}
+            token = links.sign(salt, "7", 12345, url)
+            assert token == signing.dumps(data, salt=salt)
+            assert links.read(salt, token, 60) == links.LinkTarget("7", 12345, url)
+    before = links.sign(links.OPEN_SALT, "7", 1)
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+    assert links.read(links.OPEN_SALT, before, 60) is None
+    assert links.read(links.OPEN_SALT, links.sign(links.OPEN_SALT, "7", 1), 60) is not None
+
+
 def test_a_forged_click_goes_nowhere_and_an_expired_one_still_redirects_unrecorded(
     cast, ann, spool, settings
 ):

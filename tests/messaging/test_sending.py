@@ -176,6 +176,45 @@ def test_a_refused_recipient_fails_with_the_servers_reply_and_the_rest_are_sent(
     assert (broadcast.sent, broadcast.failed, broadcast.state) == (2, 1, "sent")
 
 
+def test_when_the_server_gives_up_mid_batch_the_rest_and_the_batch_claimed_ahead_are_queued(
+    cast, mailbox, settings
+):
+    settings.MESSAGING_SMTP_CONNECTIONS = 1
+    people = [make_person(cast.acme, f"p-{n}", f"p{n}@example.com") for n in range(6)]
+    broadcast = schedule(cast.acme, make_broadcast(cast.acme, make_segment(cast.acme, people)))
+    # Batches of two: [p0, p1] is sent while [p2, p3] is claimed; p2 is deferred while
+    # [p4, p5] has been claimed ahead.
+    mailbox.defer.add("p2@example.com")
+    with cast.acme, pytest.raises(sending.ConnectionBroke):
+        sending.send_broadcast(Broadcast.objects.get(pk=broadcast.pk), batch_size=2)
+    with cast.acme:
+        states = dict(Delivery.objects.filter(broadcast=broadcast).values_list("email", "state"))
+    assert {r.recipients[0] for r in mailbox.received} == {"p0@example.com", "p1@example.com"}
+    assert states == {
+        "p0@example.com": "sent", "p1@example.com": "sent", "p2@example.com": "queued",
+        "p3@example.com": "queued", "p4@example.com": "queued", "p5@example.com": "queued",
+    }  # fmt: skip
+
+    mailbox.defer.clear()
+    assert send_all(cast.acme) == 4
+    assert sorted(r.recipients[0] for r in mailbox.received) == [
+        f"p{n}@example.com" for n in range(6)
+    ]
+    with cast.acme:
+        broadcast.refresh_from_db()
+    assert (broadcast.state, broadcast.sent) == ("sent", 6)
+
+
+def test_a_limit_stops_claiming_ahead(cast, mailbox):
+    people = [make_person(cast.acme, f"p-{n}", f"p{n}@example.com") for n in range(5)]
+    broadcast = schedule(cast.acme, make_broadcast(cast.acme, make_segment(cast.acme, people)))
+    with cast.acme:
+        sent = sending.send_broadcast(Broadcast.objects.get(pk=broadcast.pk), limit=2, batch_size=2)
+        states = list(Delivery.objects.filter(broadcast=broadcast).values_list("state", flat=True))
+    assert sent == 2 and len(mailbox.received) == 2
+    assert sorted(states) == ["queued", "queued", "queued", "sent", "sent"]
+
+
 def test_an_smtp_server_that_is_down_leaves_the_messages_queued(cast, readers, settings):
     from tests.conftest import free_port
 
