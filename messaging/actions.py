@@ -84,13 +84,18 @@ def cancel_broadcast(broadcast: Broadcast, user: User) -> int:
     return skipped
 
 
-def find_person(text: str) -> Person | None:
+def people_matching(text: str):
+    """People with this email address (any case) or customer id."""
     text = text.strip()
-    if not text:
-        return None
     if "@" in text:
-        return Person.objects.filter(email=text.lower()).first()
-    return Person.objects.filter(customer_id=text).first()
+        return Person.objects.filter(email=text.lower())
+    return Person.objects.filter(customer_id=text)
+
+
+def find_person(text: str) -> Person | None:
+    if not text.strip():
+        return None
+    return people_matching(text).first()
 
 
 def sample_person(broadcast: Broadcast) -> Person | None:

@@ -105,23 +105,18 @@ class ScheduleForm(forms.Form):
 
 
 class DeliveryFilterForm(forms.Form):
+    """The delivery log's filters. The page writes its own controls (see the template):
+    Django's widget templates cost more than the rest of the page."""
+
     state = forms.ChoiceField(choices=[("", "Any state"), *Delivery.State.choices], required=False)
-    broadcast = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    # Any broadcast id: the page offers the latest ones, a broadcast's page links to the log
+    # filtered by it, however old it is.
+    broadcast = forms.IntegerField(required=False, min_value=1)
     person = forms.CharField(
         required=False, max_length=254, help_text="Email address or customer id."
     )
-    since = forms.DateField(
-        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-    until = forms.DateField(
-        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-
-    def __init__(self, *args, broadcasts: list[Broadcast], **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["broadcast"].choices = [("", "Any broadcast")] + [
-            (b.pk, b.name) for b in broadcasts
-        ]
+    since = forms.DateField(label="From", required=False)
+    until = forms.DateField(label="To", required=False)
 
     def clean(self) -> dict:
         data = super().clean()

@@ -174,6 +174,12 @@ class Delivery(models.Model):
             models.Index(fields=["broadcast", "-id"], name="delivery_broadcast"),
             models.Index(fields=["broadcast", "state", "id"], name="delivery_broadcast_state"),
             models.Index(fields=["created_at"], name="delivery_created"),
+            # A broadcast's few test sends, without walking its other deliveries.
+            models.Index(
+                fields=["broadcast", "-id"],
+                condition=models.Q(is_test=True),
+                name="delivery_broadcast_tests",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,12 +1,19 @@
 """The dashboard's messaging pages: broadcasts, the delivery log, deliveries and topics."""
 
+from dataclasses import dataclass
 from datetime import timedelta
+from html import escape
 
 from django.contrib import messages
 from django.core import signing
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
 from accounts.access import editor_required, teammate_required
@@ -26,11 +33,15 @@ from messaging.sending import account_key
 
 PAGE_SIZE = 50
 CURSOR_SALT = "ferry.messaging.deliveries"
-FILTER_BROADCASTS = 500
+# The latest broadcasts offered in the log's filter (older ones: from their own page).
+FILTER_BROADCASTS = 20
 ONE_DAY = timedelta(days=1)
+MAX_ID = 2**63 - 1
 LOG_FIELDS = [
-    "id", "email", "state", "reason", "is_test", "created_at", "sent_at", "broadcast__name",
+    "id", "email", "state", "reason", "is_test", "created_at", "sent_at", "broadcast_id",
+    "broadcast__name",
 ]  # fmt: skip
+STATE_LABELS = dict(Delivery.State.choices)
 
 
 @teammate_required
@@ -159,6 +170,8 @@ def broadcast_cancel(request: HttpRequest, broadcast_id: int) -> HttpResponse:
 
 
 def filtered_deliveries(form: DeliveryFilterForm):
+    """The log's rows, newest first. The person and the dates become subqueries of the page's
+    one query (PostgreSQL runs each once), so every filter costs no extra round trip."""
     deliveries = Delivery.objects.all()
     if not form.is_valid():
         return deliveries
@@ -168,58 +181,115 @@ def filtered_deliveries(form: DeliveryFilterForm):
     if data["broadcast"]:
         deliveries = deliveries.filter(broadcast_id=data["broadcast"])
     if data["person"]:
-        person = actions.find_person(data["person"])
-        deliveries = deliveries.filter(person=person) if person else deliveries.none()
+        person = actions.people_matching(data["person"]).order_by("pk").values("pk")[:1]
+        deliveries = deliveries.filter(person_id=Subquery(person))
     # Ids grow with the time deliveries are queued: a date becomes an id bound with one
     # probe of the created_at index, and every page stays an index range on ids.
     if data["since"]:
-        first = first_id_from(form.day_start(data["since"]))
-        deliveries = deliveries.filter(id__gte=first) if first else deliveries.none()
+        deliveries = deliveries.filter(id__gte=first_id_from(form.day_start(data["since"])))
     if data["until"]:
         after = first_id_from(form.day_start(data["until"]) + ONE_DAY)
-        if after:
-            deliveries = deliveries.filter(id__lt=after)
+        deliveries = deliveries.filter(id__lt=Coalesce(after, Value(MAX_ID)))
     return deliveries
 
 
-def first_id_from(moment) -> int | None:
-    return (
-        Delivery.objects.filter(created_at__gte=moment)
-        .order_by("created_at")
-        .values_list("id", flat=True)
-        .first()
+def first_id_from(moment) -> Subquery:
+    """The first delivery queued at or after `moment` (none: NULL, which matches nothing)."""
+    return Subquery(
+        Delivery.objects.filter(created_at__gte=moment).order_by("created_at").values("id")[:1]
     )
 
 
-def page_of(deliveries, cursor: str | None) -> tuple[list[Delivery], str | None]:
+@dataclass
+class LogRow:
+    """One line of the delivery log, its text ready: the log renders 50 of them per page, and
+    template filters and URL tags per cell cost more than the page's queries."""
+
+    pk: int
+    email: str
+    state: str
+    state_label: str
+    reason: str
+    is_test: bool
+    url: str
+    broadcast_url: str
+    broadcast_name: str
+    queued_iso: str
+    queued: str
+    sent: str
+
+    def as_tr(self) -> SafeString:
+        """The row's HTML, written here: 50 rows of template lookups and autoescaping took
+        longer than everything else on the page (a template loop: 3 ms a page, this: 0.2)."""
+        test = ' <span class="badge">test</span>' if self.is_test else ""
+        reason = f'<br><span class="muted">{escape(self.reason)}</span>' if self.reason else ""
+        broadcast = (
+            f'<a href="{self.broadcast_url}">{escape(self.broadcast_name)}</a>'
+            if self.broadcast_url
+            else "—"
+        )
+        return mark_safe(
+            f'<tr><td><a href="{self.url}">{escape(self.email)}</a>{test}</td>'
+            f'<td><span class="badge state-{escape(self.state)}">{escape(self.state_label)}</span>'
+            f"{reason}</td><td>{broadcast}</td>"
+            f'<td><time datetime="{self.queued_iso}">{self.queued}</time></td>'
+            f"<td>{self.sent or '—'}</td></tr>"
+        )
+
+
+def log_rows(values: list[dict]) -> list[LogRow]:
+    delivery_url = reverse("delivery", args=[0]).removesuffix("0/")
+    broadcast_url = reverse("broadcast", args=[0]).removesuffix("0/")
+    rows = []
+    for row in values:
+        queued, sent, broadcast = row["created_at"], row["sent_at"], row["broadcast_id"]
+        rows.append(LogRow(
+            pk=row["id"], email=row["email"] or "(no email)", state=row["state"],
+            state_label=STATE_LABELS.get(row["state"], row["state"]),
+            reason=Truncator(row["reason"]).chars(60), is_test=row["is_test"],
+            url=f"{delivery_url}{row['id']}/",
+            broadcast_url=f"{broadcast_url}{broadcast}/" if broadcast else "",
+            broadcast_name=row["broadcast__name"] or "",
+            queued_iso=queued.isoformat(), queued=f"{queued.day} {queued:%b %Y, %H:%M}",
+            sent=f"{sent.day} {sent:%b %Y, %H:%M:%S}" if sent else "",
+        ))  # fmt: skip
+    return rows
+
+
+def page_of(deliveries, cursor: str | None) -> tuple[list[LogRow], str | None]:
     if cursor:
         try:
             deliveries = deliveries.filter(id__lt=int(signing.loads(cursor, salt=CURSOR_SALT)))
         except (signing.BadSignature, ValueError, TypeError):
             pass
-    rows = list(
-        deliveries.select_related("broadcast").only(*LOG_FIELDS).order_by("-id")[: PAGE_SIZE + 1]
-    )
-    if len(rows) > PAGE_SIZE:
-        rows = rows[:PAGE_SIZE]
-        return rows, signing.dumps(rows[-1].pk, salt=CURSOR_SALT)
-    return rows, None
+    values = list(deliveries.order_by("-id").values(*LOG_FIELDS)[: PAGE_SIZE + 1])
+    next_cursor = None
+    if len(values) > PAGE_SIZE:
+        values = values[:PAGE_SIZE]
+        next_cursor = signing.dumps(values[-1]["id"], salt=CURSOR_SALT)
+    return log_rows(values), next_cursor
 
 
 @teammate_required
 def delivery_log(request: HttpRequest) -> HttpResponse:
-    broadcasts = list(Broadcast.objects.only("id", "name")[:FILTER_BROADCASTS])
-    form = DeliveryFilterForm(request.GET, broadcasts=broadcasts)
+    form = DeliveryFilterForm(request.GET)
     rows, next_cursor = page_of(filtered_deliveries(form), request.GET.get("after"))
     query = request.GET.copy()
     query.pop("after", None)
     context = {"form": form, "rows": rows, "next_cursor": next_cursor, "query": query.urlencode()}
-    template = (
-        "messaging/delivery_list.html#deliveries"
-        if request.htmx
-        else ("messaging/delivery_list.html")
-    )
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "messaging/delivery_list.html#deliveries", context)
+    chosen = form.cleaned_data.get("broadcast") if form.is_valid() else None
+    latest = Broadcast.objects.values("pk")[:FILTER_BROADCASTS]
+    offered = Q(pk__in=latest) | Q(pk=chosen) if chosen else Q(pk__in=latest)
+    choices = Broadcast.objects.filter(offered)
+    context |= {
+        "state_choices": DeliveryFilterForm.base_fields["state"].choices,
+        "broadcast_choices": list(choices.values_list("pk", "name")),
+        "chosen_broadcast": chosen,
+        "filters": {name: request.GET.get(name, "") for name in form.fields},
+    }
+    return render(request, "messaging/delivery_list.html", context)
 
 
 @teammate_required

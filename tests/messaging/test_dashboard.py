@@ -225,6 +225,48 @@ def test_the_delivery_log_filters_by_state_broadcast_person_and_date(cast, reade
     assert b'id="deliveries"' in fragment.content and b"<html" not in fragment.content
 
 
+def test_the_log_filters_by_a_broadcast_older_than_the_ones_it_offers(cast, readers):
+    old = make_broadcast(cast.acme, None, name="The old one", state="sent")
+    ann_delivery = sent_delivery(cast.acme, readers[0], old)
+    with cast.acme:
+        Broadcast.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=90))
+    for n in range(25):
+        make_broadcast(cast.acme, None, name=f"Newer {n}")
+    client = client_for(cast.acme, cast.vic)
+    offered = client.get("/deliveries/").context["broadcast_choices"]
+    assert len(offered) == 20 and old.pk not in {pk for pk, _ in offered}
+    page = client.get(f"/deliveries/?broadcast={old.pk}")
+    assert [row.pk for row in page.context["rows"]] == [ann_delivery.pk]
+    assert f'<option value="{old.pk}" selected>The old one</option>'.encode() in page.content
+    assert client.get("/deliveries/?broadcast=999999").context["rows"] == []
+
+
+def test_an_end_date_after_the_last_delivery_keeps_everything_up_to_it(cast, readers):
+    many_deliveries(cast, readers)
+    client = client_for(cast.acme, cast.vic)
+    rows = client.get("/deliveries/?since=2026-11-01&until=2099-01-01").context["rows"]
+    assert len(rows) == 50
+
+
+def test_every_filter_combination_is_one_query_for_the_rows(
+    cast, readers, django_assert_max_num_queries
+):
+    broadcast = many_deliveries(cast, readers)
+    sent_delivery(cast.acme, readers[0])
+    client = client_for(cast.acme, cast.vic)
+    client.get("/deliveries/")
+    with django_assert_max_num_queries(10) as plain:
+        client.get("/deliveries/")
+    everything = (
+        f"/deliveries/?state=opened&broadcast={broadcast.pk}&person=ann@example.com"
+        "&since=2026-11-01&until=2026-11-02"
+    )
+    with django_assert_max_num_queries(10) as filtered:
+        response = client.get(everything)
+    assert response.status_code == 200
+    assert len(filtered.captured_queries) == len(plain.captured_queries)
+
+
 def test_the_delivery_page_shows_the_message_headers_and_events(cast, readers, mailbox):
     broadcast = make_broadcast(cast.acme, make_segment(cast.acme, readers))
     with cast.acme:
