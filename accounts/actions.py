@@ -1,39 +1,74 @@
 """Writes that cross models or send mail. Side effects run only after the commit."""
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.hashers import make_password
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from accounts import provisioning
+from accounts import pool, provisioning
 from accounts.access import invitation_token
 from accounts.models import Account, Domain, Invitation, Role, User, generate_schema_name
 from accounts.tokens import password_reset_tokens
 
 
 def create_account(
-    *, slug: str, name: str, owner_email: str, owner_password: str | None = None
+    *,
+    slug: str,
+    name: str,
+    owner_email: str,
+    owner_password: str | None = None,
+    on_provisioning: Callable[[Account], None] | None = None,
 ) -> Account:
-    """Create the account, its schema (cloned from the template), its domain and its owner.
+    """Create the account, its schema, its domain and its owner.
 
-    Without a password the owner gets an email with a link to choose one. When the template
-    is behind the code's migrations, the account is committed as `provisioning` first (staff
-    and its host see that) while the template is refreshed, then finished.
+    The schema is a spare from the warm pool (accounts/pool.py), renamed in the transaction
+    that inserts the Account row. With no spare ready, the account is committed as
+    `provisioning` first (staff and its host see that, `on_provisioning` is told) and its
+    schema is built from the template script, or, if the template lags the code's
+    migrations, after refreshing the template. Without a password the owner gets an email
+    with a link to choose one.
     """
-    script = provisioning.current_script()
-    if script is None and not connection.in_atomic_block:
-        account = _reserve_account(slug=slug, name=name)
-        try:
+    # The owner's Argon2 hash is a deliberate fraction of a second of CPU: computed before
+    # the transaction, so the claimed spare's row lock is held for milliseconds.
+    owner_hash = make_password(owner_password)
+    account = _account_from_spare(slug, name, owner_email, owner_hash, bool(owner_password))
+    if account is not None:
+        return account
+    if connection.in_atomic_block:
+        # Inside a caller's transaction nothing can be committed early: build it all here.
+        account = Account(slug=slug, name=name, schema_name=generate_schema_name())
+        return _build_account(account, provisioning.current_script(), owner_email, owner_hash,
+                              bool(owner_password))  # fmt: skip
+    account = _reserve_account(slug=slug, name=name)
+    if on_provisioning:
+        on_provisioning(account)
+    try:
+        script = provisioning.current_script()
+        if script is None:
             provisioning.refresh_template()
             script = provisioning.current_script()
-        except BaseException:
-            Account.objects.filter(pk=account.pk).delete()
-            raise
-        return _build_account(account, script, owner_email, owner_password)
+        return _build_account(account, script, owner_email, owner_hash, bool(owner_password))
+    except BaseException:
+        Account.objects.filter(pk=account.pk).delete()
+        raise
+
+
+@transaction.atomic
+def _account_from_spare(
+    slug: str, name: str, owner_email: str, owner_hash: str, has_password: bool
+) -> Account | None:
     account = Account(slug=slug, name=name, schema_name=generate_schema_name())
-    return _build_account(account, script, owner_email, owner_password)
+    if not pool.claim_spare(account.schema_name):
+        return None
+    account.save(verbosity=0)
+    Domain.objects.create(domain=account.host, tenant=account, is_primary=True)
+    _add_owner(account, owner_email, owner_hash, has_password)
+    return account
 
 
 @transaction.atomic
@@ -48,7 +83,7 @@ def _reserve_account(*, slug: str, name: str) -> Account:
 
 @transaction.atomic
 def _build_account(
-    account: Account, script: str | None, owner_email: str, owner_password: str | None
+    account: Account, script: str | None, owner_email: str, owner_hash: str, has_password: bool
 ) -> Account:
     if account._state.adding:
         account.save(verbosity=0)
@@ -61,11 +96,16 @@ def _build_account(
     if account.state != Account.State.ACTIVE:
         account.state = Account.State.ACTIVE
         account.save(update_fields=["state"])
-    with account:
-        owner = User.objects.create_user(owner_email, owner_password, role=Role.OWNER)
-    if not owner_password:
-        transaction.on_commit(lambda: send_password_setup(account, owner.email))
+    _add_owner(account, owner_email, owner_hash, has_password)
     return account
+
+
+def _add_owner(account: Account, email: str, password_hash: str, has_password: bool) -> None:
+    with account:
+        owner = User(email=email.strip().lower(), role=Role.OWNER, password=password_hash)
+        owner.save()
+    if not has_password:
+        transaction.on_commit(lambda: send_password_setup(account, owner.email))
 
 
 def send_password_setup(account: Account, email: str) -> None:

@@ -28,8 +28,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import CreateModel, DeleteModel, RenameModel
 
-from accounts.models import Account
-from accounts.provisioning import TEMPLATE_SCHEMA, migrate_options, migration_leaves
+from accounts.models import Account, SpareSchema
+from accounts.provisioning import TEMPLATE_SCHEMA, fingerprint, migrate_options, migration_leaves
 
 try:  # the maintenance governor (yield to ingestion and dashboards), when installed
     from maintenance import governor
@@ -77,6 +77,27 @@ def account_targets() -> list[Target]:
         "schema_name", "server", "slug"
     )
     return [Target(schema, server, slug) for schema, server, slug in rows]
+
+
+def spare_targets() -> list[Target]:
+    """The pool's spare schemas that lag the code's migrations (accounts/pool.py).
+
+    A spare with the code's fingerprint was built from the current template (or marked after
+    this runner migrated it) and is left alone. The others get a blank fingerprint first, so
+    no creation claims one half-migrated and the refill does not discard it; the UPDATE waits
+    for claims already in flight.
+    """
+    connection.set_schema_to_public()
+    with transaction.atomic():
+        SpareSchema.objects.exclude(fingerprint=fingerprint()).update(fingerprint="")
+    names = SpareSchema.objects.filter(fingerprint="").values_list("schema_name", flat=True)
+    return [Target(name, "default", "spare") for name in names]
+
+
+def mark_spares_current(targets: list[Target]) -> None:
+    connection.set_schema_to_public()
+    spares = [target.schema for target in targets if target.label == "spare"]
+    SpareSchema.objects.filter(schema_name__in=spares).update(fingerprint=fingerprint())
 
 
 def stale_schemas(targets: list[Target], leaves: frozenset[tuple[str, str]]) -> list[Target]:
@@ -206,10 +227,12 @@ def migrate_accounts(
         targets = account_targets()
         targets.append(Target(TEMPLATE_SCHEMA, "default", "template"))
         targets = [t for t in targets if t.schema != TEMPLATE_SCHEMA or _exists(t)]
+        targets += spare_targets()
     report = RunReport(total=len(targets))
     stale = stale_schemas(targets, leaves)
     report.current = report.total - len(stale)
     if not stale:
+        mark_spares_current(targets)
         report.seconds = time.monotonic() - started
         return report
 
@@ -282,6 +305,8 @@ def migrate_accounts(
     with ThreadPoolExecutor(lanes) as pool:
         for future in [pool.submit(worker, next_items()) for _ in range(lanes)]:
             future.result()
+    if report.ok and report.migrated == len(work):
+        mark_spares_current(targets)
     report.seconds = time.monotonic() - started
     return report
 

@@ -378,6 +378,25 @@ class SchemaTemplate(models.Model):
         return f"template {self.fingerprint[:12]}"
 
 
+class SpareSchema(models.Model):
+    """An account schema built from the template ahead of time, waiting to be claimed.
+
+    Creating an account renames one to the account's schema (accounts/pool.py). Until then no
+    Account or Domain row names it, so no host can reach it. `fingerprint` is the migration
+    state it is current with: claims take only spares current with the code's migrations, and
+    it is blank while the migration runner brings the spare forward.
+    """
+
+    schema_name = models.CharField(max_length=63, unique=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    planes = {CONTROL}
+
+    def __str__(self) -> str:
+        return self.schema_name
+
+
 class AccountMove(models.Model):
     """One move of an account's schema to another data server, with its progress."""
 

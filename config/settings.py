@@ -155,6 +155,9 @@ DATA_SERVERS = {
 DB_RECYCLE_AFTER_SCHEMAS = env_int("DB_RECYCLE_AFTER_SCHEMAS", 200)
 # Days between staff confirming an account's deletion and its schema being dropped.
 ACCOUNT_DELETION_GRACE_DAYS = env_int("ACCOUNT_DELETION_GRACE_DAYS", 7)
+# Spare account schemas the refill worker keeps built ahead (accounts/pool.py); creating an
+# account claims one instead of building its schema. 0 turns the pool off.
+ACCOUNT_SPARE_POOL = env_int("ACCOUNT_SPARE_POOL", 20)
 DATABASE_ROUTERS = ["accounts.routers.PlaneRouter"]
 TENANT_SYNC_ROUTER = "accounts.routers.PlaneRouter"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -32,7 +32,14 @@ class Command(BaseCommand):
                 f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()
             )
             raise CommandError(problems)
-        account = actions.create_account(**form.cleaned_data)
+
+        def show_provisioning(account) -> None:
+            self.stderr.write(
+                f"Provisioning {account.slug}: no spare schema was ready, building it from "
+                "the template (the refill worker keeps spares; see ACCOUNT_SPARE_POOL)."
+            )
+
+        account = actions.create_account(**form.cleaned_data, on_provisioning=show_provisioning)
         result = {
             "slug": account.slug,
             "name": account.name,

@@ -21,6 +21,7 @@ WORKER_COMMANDS: list[list[str]] = [
     ["sweep_segments", "--every", "60"],
     ["send_broadcasts"],
     ["run_retention", "--every", str(settings.RETENTION_EVERY_SECONDS)],
+    ["refill_spares", "--every", "5"],
 ]
 
 
