@@ -22,7 +22,8 @@ after they are committed in the account's schema.
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 from django.conf import settings
@@ -67,17 +68,126 @@ def move_account(
     move: AccountMove | None = None,
     progress: Callable[[AccountMove], None] | None = None,
 ) -> AccountMove:
-    """Move `account` to the data server `target`; returns the finished (or failed) move."""
+    """Move `account` to the data server `target`; returns the finished (or failed) move.
+
+    Running it again after a move's process died (a crash, `kill -9`) first recovers that
+    move (see `recover_moves`), then moves again, or returns the recovered move if it had
+    already switched to `target`.
+    """
     from maintenance import governor
 
     connection.set_schema_to_public()
-    move = move or start_move(account, target, started_by)
-    move.advance(AccountMove.Phase.QUEUED, "waiting for a maintenance slot")
-    # One of the governor's slots (bounded across processes, one job per account), and not
-    # while the drain is behind: the copy competes with live traffic for the servers.
-    with governor.slot("move_account", account) as slot:
-        slot.wait_if_behind()
-        return _move(account, target, move, progress)
+    with mover_lock(account):
+        recovered = recover_moves(account, keep=move)
+        account.refresh_from_db()
+        if recovered and recovered[-1].phase == AccountMove.Phase.DONE and account.server == target:
+            return recovered[-1]
+        if move is None:
+            # A move staff queued whose process never got here: run it now.
+            move = account.moves.filter(phase=AccountMove.Phase.QUEUED, target=target).first()
+        move = move or start_move(account, target, started_by)
+        move.advance(AccountMove.Phase.QUEUED, "waiting for a maintenance slot")
+        # One of the governor's slots (bounded across processes, one job per account), and
+        # not while the drain is behind: the copy competes with live traffic for the servers.
+        with governor.slot("move_account", account) as slot:
+            slot.wait_if_behind()
+            return _move(account, target, move, progress)
+
+
+def abort_move(account: Account) -> list[AccountMove]:
+    """Recover the account's interrupted moves and drop any still queued; returns them."""
+    connection.set_schema_to_public()
+    with mover_lock(account):
+        recovered = recover_moves(account)
+        for queued in account.moves.filter(phase=AccountMove.Phase.QUEUED):
+            queued.advance(AccountMove.Phase.FAILED, "aborted before it started",
+                           error="aborted", finished_at=timezone.now())  # fmt: skip
+            recovered.append(queued)
+    return recovered
+
+
+@contextmanager
+def mover_lock(account: Account) -> Iterator[None]:
+    """Held by the one process moving (or recovering) this account, for as long as it runs.
+
+    A session advisory lock on the primary: PostgreSQL releases it when that process's
+    connection ends, however the process ended, so "the lock is free" means "nobody is
+    working on a move of this account", on any host, with no heartbeat to go stale.
+    """
+    with psycopg.connect(server_url("default"), autocommit=True) as conn:
+        got = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext('ferry.move'), %s)", [account.pk]
+        ).fetchone()[0]
+        if not got:
+            raise MoveError(f"{account.slug} is being moved by a running process")
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('ferry.move'), %s)", [account.pk])
+
+
+def recover_moves(account: Account, keep: AccountMove | None = None) -> list[AccountMove]:
+    """Finish or roll back the moves whose process died; call it holding `mover_lock`.
+
+    A move that had not switched placement is rolled back: the source schema gets its name
+    back if the switch had begun renaming it, the target's partial copy is dropped, the
+    account turns active where it was and its drain resumes. One that had switched (the
+    account row names the target) is finished: drain resumed, old copy kept for cleanup.
+    """
+    recovered = []
+    stuck = account.moves.filter(
+        phase__in=[AccountMove.Phase.PAUSED, AccountMove.Phase.COPYING,
+                   AccountMove.Phase.VERIFYING]
+    ).exclude(pk=keep.pk if keep else None)  # fmt: skip
+    for move in stuck:
+        current = Account.objects.get(pk=account.pk)
+        if current.server == move.target:
+            _finish_interrupted(current, move)
+        else:
+            _roll_back_interrupted(current, move)
+        recovered.append(move)
+    account.refresh_from_db()
+    return recovered
+
+
+def _roll_back_interrupted(account: Account, move: AccountMove) -> None:
+    from ingest.spool import get_spool
+
+    schema, renamed = account.schema_name, f"{account.schema_name}_moved_{move.pk}"[:63]
+    with psycopg.connect(server_url(move.source), autocommit=True) as conn:
+        names = {
+            row[0]
+            for row in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", [[schema, renamed]]
+            )
+        }
+        if schema not in names and renamed in names:
+            conn.execute(f'ALTER SCHEMA "{renamed}" RENAME TO "{schema}"')
+    _drop_partial_copy(move.target, schema, raise_errors=True)
+    Account.objects.filter(pk=account.pk, state=Account.State.MOVING).update(
+        state=Account.State.ACTIVE
+    )
+    get_spool().resume(str(account.pk))
+    move.advance(AccountMove.Phase.FAILED,
+                 f"interrupted while {move.get_phase_display().lower()}; rolled back, "
+                 f"the account stays on {move.source}",
+                 error="the moving process died; recovered by a later run",
+                 finished_at=timezone.now())  # fmt: skip
+
+
+def _finish_interrupted(account: Account, move: AccountMove) -> None:
+    from ingest.spool import get_spool
+
+    renamed = f"{account.schema_name}_moved_{move.pk}"[:63]
+    with psycopg.connect(server_url(move.source), autocommit=True) as conn:
+        kept = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [renamed]).fetchone()
+    Account.objects.filter(pk=account.pk, state=Account.State.MOVING).update(
+        state=Account.State.ACTIVE
+    )
+    get_spool().resume(str(account.pk))
+    move.advance(AccountMove.Phase.DONE,
+                 "switched before its process died; finished by a later run",
+                 old_schema=renamed if kept else "", finished_at=timezone.now())  # fmt: skip
 
 
 def _move(account: Account, target: str, move: AccountMove, progress) -> AccountMove:
@@ -202,12 +312,13 @@ def _prepare_target(target: str, schema: str) -> None:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def _drop_partial_copy(target: str, schema: str) -> None:
+def _drop_partial_copy(target: str, schema: str, raise_errors: bool = False) -> None:
     try:
         with psycopg.connect(server_url(target), autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     except psycopg.Error:
-        pass
+        if raise_errors:
+            raise
 
 
 def _table_count(conn: psycopg.Connection, schema: str) -> int:
@@ -220,12 +331,13 @@ def _copy_schema(source: str, target: str, schema: str, move: AccountMove, repor
     dump = subprocess.Popen(
         [pg_tool("pg_dump"), "-Fc", "-Z0", "--no-owner", "--no-privileges",
          "--schema", schema, "--dbname", server_url(source)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
     )  # fmt: skip
     restore = subprocess.Popen(
         [pg_tool("pg_restore"), "--verbose", "--no-owner", "--no-privileges",
          "--exit-on-error", "--dbname", server_url(target)],
         stdin=dump.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_die_with_parent,
     )  # fmt: skip
     dump.stdout.close()
     errors = []
@@ -245,6 +357,18 @@ def _copy_schema(source: str, target: str, schema: str, move: AccountMove, repor
             f"copy failed: pg_dump {dump.returncode}, pg_restore {restore.returncode}: "
             + " ".join([*errors[-3:], dump_errors.strip()[-500:]])
         )
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the moving process dies (Linux), so a killed move
+    leaves no pg_restore writing into the target behind the recovery's back."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def run_in_background(move: AccountMove) -> None:

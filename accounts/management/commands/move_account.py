@@ -3,18 +3,24 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Account, AccountMove
-from accounts.moving import MoveError, move_account
+from accounts.moving import MoveError, abort_move, move_account
 
 
 class Command(BaseCommand):
     help = (
         "Move an account's schema to another data server: pause its drain, copy, verify, "
-        "switch, resume. The old copy is kept until cleanup_move."
+        "switch, resume. The old copy is kept until cleanup_move. Run it again after a "
+        "crash to recover and retry, or with --abort to recover only."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
-        parser.add_argument("--to", required=True, dest="target", help="A data server name.")
+        parser.add_argument("--to", dest="target", help="A data server name.")
+        parser.add_argument(
+            "--abort", action="store_true",
+            help="Roll back a move whose process died (or finish it if it had switched), "
+                 "drop queued ones, and move nothing.",
+        )  # fmt: skip
         parser.add_argument("--move-id", type=int, help="Run a move staff queued.")
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
@@ -22,6 +28,11 @@ class Command(BaseCommand):
         account = Account.objects.filter(slug=options["slug"]).first()
         if account is None:
             raise CommandError(f"No account {options['slug']!r}")
+        if options["abort"]:
+            self.abort(account, options)
+            return
+        if not options["target"]:
+            raise CommandError("--to SERVER is required (or --abort)")
         move = None
         if options["move_id"]:
             move = AccountMove.objects.filter(pk=options["move_id"], account=account).first()
@@ -58,3 +69,24 @@ class Command(BaseCommand):
             )
         if move.phase == AccountMove.Phase.FAILED:
             raise CommandError(f"Move failed, {account.slug} stays on {move.source}: {move.error}")
+
+    def abort(self, account: Account, options: dict) -> None:
+        try:
+            recovered = abort_move(account)
+        except MoveError as error:
+            raise CommandError(str(error)) from None
+        account.refresh_from_db()
+        result = {
+            "account": account.slug,
+            "server": account.server,
+            "state": account.state,
+            "moves": [{"move": m.pk, "phase": m.phase, "detail": m.detail} for m in recovered],
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result))
+            return
+        for move in recovered:
+            self.stdout.write(f"Move {move.pk} ({move.source} → {move.target}): {move.detail}")
+        if not recovered:
+            self.stdout.write(f"No interrupted or queued move of {account.slug}.")
+        self.stdout.write(f"{account.slug} is {account.state} on {account.server}.")
