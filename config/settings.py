@@ -158,6 +158,8 @@ ACCOUNT_DELETION_GRACE_DAYS = env_int("ACCOUNT_DELETION_GRACE_DAYS", 7)
 # Spare account schemas the refill worker keeps built ahead (accounts/pool.py); creating an
 # account claims one instead of building its schema. 0 turns the pool off.
 ACCOUNT_SPARE_POOL = env_int("ACCOUNT_SPARE_POOL", 20)
+# Parallel jobs of pg_dump and pg_restore when move_account copies a schema.
+MOVE_COPY_JOBS = env_int("MOVE_COPY_JOBS", 2)
 DATABASE_ROUTERS = ["accounts.routers.PlaneRouter"]
 TENANT_SYNC_ROUTER = "accounts.routers.PlaneRouter"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
