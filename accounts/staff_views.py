@@ -1,5 +1,6 @@
 """The staff console for accounts, on the public side."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import ValidationError
@@ -9,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import actions, lifecycle, moving
+from accounts import actions, lifecycle, moving, pool
 from accounts.access import get_account_for_staff, staff_required
 from accounts.forms import AccountCreateForm, DeleteAccountForm, EmailAuthenticationForm, MoveForm
 from accounts.models import Account, AccountMove, AuditEntry, User
@@ -36,11 +37,17 @@ logout_view = auth_views.LogoutView.as_view(next_page="staff:login")
 def account_list(request: HttpRequest) -> HttpResponse:
     form = AccountCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        account = actions.create_account(**form.cleaned_data)
+        provisioned: list[Account] = []
+        account = actions.create_account(**form.cleaned_data, on_provisioning=provisioned.append)
         messages.success(request, f"Account {account.slug} created at {account.url()}.")
+        if provisioned:
+            messages.info(request, "No spare schema was ready: it was provisioned from the "
+                                   "template, which takes longer.")  # fmt: skip
         return redirect("staff:account", slug=account.slug)
     accounts = Account.objects.prefetch_related("domains")
-    return render(request, "accounts/staff/accounts.html", {"accounts": accounts, "form": form})
+    context = {"accounts": accounts, "form": form, "spares_ready": pool.ready_count(),
+               "spare_pool_size": settings.ACCOUNT_SPARE_POOL}  # fmt: skip
+    return render(request, "accounts/staff/accounts.html", context)
 
 
 @staff_required

@@ -265,3 +265,21 @@ def test_a_spare_is_reachable_from_no_host(spares, django_db_blocker):
         # And it holds nobody who could log in anywhere.
         with psycopg.connect(server_url("default"), autocommit=True) as conn:
             assert conn.execute(f'SELECT count(*) FROM "{spare}".accounts_user').fetchone() == (0,)
+
+
+def test_staff_see_the_pool_and_a_provisioned_creation(spares, django_db_blocker, settings):
+    from tests.conftest import client_for
+
+    spares(1)
+    with django_db_blocker.unblock():
+        staff = client_for(None, User.objects.get(email="stella@ferry.test"))
+        page = staff.get("/staff/").content.decode()
+        assert f"1 of {settings.ACCOUNT_SPARE_POOL} spare schemas ready" in page
+        form = {"slug": "viastaff", "name": "Via Staff", "owner_email": "o@viastaff.example",
+                "owner_password": PASSWORD}  # fmt: skip
+        assert "No spare schema was ready" not in staff.post("/staff/", form, follow=True
+                                                             ).content.decode()  # fmt: skip
+        form = {**form, "slug": "viastaff2", "owner_email": "o@viastaff2.example"}
+        page = staff.post("/staff/", form, follow=True).content.decode()
+        assert "No spare schema was ready" in page
+        assert Account.objects.get(slug="viastaff2").state == Account.State.ACTIVE
