@@ -31,6 +31,10 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--rate", type=float, default=20, help="Requests/s of 10 events each.")
+    parser.add_argument("--jobs", type=int, default=2, help="MOVE_COPY_JOBS of the move.")
+    parser.add_argument("--baseline-jobs", type=int, default=1,
+                        help="Move it back with this many jobs, for a same-run baseline "
+                             "(0: no baseline).")  # fmt: skip
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ferry-move-") as scratch:
         folder = Path(scratch)
@@ -45,6 +49,7 @@ def main() -> None:
             primary_url, big_url = primary.create_database("bench"), big.create_database("bench")
             ferry = Ferry(folder, primary_url, {"INGEST_LEASE_SECONDS": "5"})
             ferry.env["FERRY_DATA_SERVERS"] = f"big={big_url}"
+            ferry.env["MOVE_COPY_JOBS"] = str(options.jobs)
             ferry.manage("migrate_schemas", "-v", "0")
             created = json.loads(ferry.manage(
                 "create_account", "bench", "--name", "Bench", "--owner-email", "o@bench.example",
@@ -73,13 +78,24 @@ def main() -> None:
             )
             move_seconds = time.perf_counter() - started
             time.sleep(5)
+            back = None
+            if options.baseline_jobs:
+                # The same-run baseline: the same account moved back with one job.
+                ferry.env["MOVE_COPY_JOBS"] = str(options.baseline_jobs)
+                started = time.perf_counter()
+                back = json.loads(ferry.manage("move_account", "bench", "--to", "default",
+                                               "--json", timeout=7200))  # fmt: skip
+                back_seconds = time.perf_counter() - started
+                ferry.env["MOVE_COPY_JOBS"] = str(options.jobs)
+                time.sleep(5)
+            final_url = primary_url if back else big_url
             sender.stopping.set()
             sender.join()
             deadline = time.monotonic() + 300
             while ferry.backlog() and time.monotonic() < deadline:
                 time.sleep(0.2)
             acknowledged = set(sender.acknowledged)
-            with psycopg.connect(big_url) as conn:
+            with psycopg.connect(final_url) as conn:
                 present = {
                     row[0]
                     for row in conn.execute(
@@ -101,13 +117,19 @@ def main() -> None:
           f"to `big` while {options.rate:g} requests/s of 10 events arrive:\n")  # fmt: skip
     print("| what | value |")
     print("|---|---|")
-    print(f"| move phase | {moved['phase']} {moved['error']} |")
-    print(f"| total time of move_account | {move_seconds:.1f} s |")
-    print(
-        f"| write pause (drain paused, dashboard writes refused) | {moved['write_pause_seconds']:.1f} s |"
-    )
+    print(f"| move to big ({options.jobs} jobs): phase | {moved['phase']} {moved['error']} |")
+    print(f"| move to big: total time of move_account | {move_seconds:.1f} s |")
+    print(f"| move to big: write pause (drain paused → resumed) | "
+          f"{moved['write_pause_seconds']:.1f} s |")  # fmt: skip
+    if back:
+        print(f"| baseline, moved back ({options.baseline_jobs} job): phase | {back['phase']} "
+              f"{back['error']} |")  # fmt: skip
+        print(f"| baseline: total time / write pause | {back_seconds:.1f} s / "
+              f"{back['write_pause_seconds']:.1f} s |")  # fmt: skip
+        print(f"| x baseline (total, pause) | {move_seconds / back_seconds:.2f}, "
+              f"{moved['write_pause_seconds'] / back['write_pause_seconds']:.2f} |")  # fmt: skip
     print(f"| rows verified (counts and checksums, every table) | {moved['rows']:,} |")
-    print(f"| people on the new server | {people:,} |")
+    print(f"| people where the account ends | {people:,} |")
     print(f"| requests sent / refused | {sender.sent} / {sender.refused} |")
     print(f"| events acknowledged | {len(acknowledged):,} |")
     print(f"| events lost | {len(acknowledged - present)} |")
