@@ -23,7 +23,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 from bench._cluster import ferry_database  # noqa: E402
-from bench.people_pages import THREADS, signed_in_cookie, timed  # noqa: E402
+from bench.people_pages import THREADS, queries_per_page, signed_in_cookie, timed  # noqa: E402
 
 PEOPLE = 1_000_000
 BROADCASTS = 50
@@ -180,7 +180,7 @@ def main() -> None:
         from django.core import signing
         from django.core.management import call_command
 
-        from accounts.models import Account
+        from accounts.models import Account, User
         from messaging.models import Broadcast, Delivery
         from messaging.views import CURSOR_SALT
 
@@ -188,6 +188,7 @@ def main() -> None:
         account = Account.objects.get(slug="bench")
         cookie = signed_in_cookie(account)
         with account:
+            user = User.objects.get()
             broadcasts = list(Broadcast.objects.order_by("id").values_list("id", flat=True))
             middle = Delivery.objects.order_by("-id").values_list("id", flat=True)[
                 options.deliveries // 2
@@ -207,6 +208,7 @@ def main() -> None:
             ("a delivery's page", f"/deliveries/{newest.pk}/"),
             ("a broadcast's page", f"/broadcasts/{broadcasts[-1]}/"),
         ]  # fmt: skip
+        counts = queries_per_page(account, user, [path for _, path in pages])
         port = 19500 + os.getpid() % 400
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
@@ -215,10 +217,12 @@ def main() -> None:
         try:
             time.sleep(3)
             host = f"bench.localhost:{port}"
-            results = [("static file (baseline)", timed(port, host, "/static/img/ferry.svg", ""))]
+            results = [
+                ("static file (baseline)", "", timed(port, host, "/static/img/ferry.svg", ""))
+            ]
             for label, path in pages:
                 timed(port, host, path, cookie)  # warm, as a busy server is
-                results.append((label, timed(port, host, path, cookie)))
+                results.append((label, path, timed(port, host, path, cookie)))
         finally:
             web.terminate()
             web.wait()
@@ -228,11 +232,15 @@ def main() -> None:
     print("| step | seconds |\n|---|---:|")
     for step, seconds in timings.items():
         print(f"| {step} | {seconds:.0f} |")
-    print(f"\n| {'page':<34} | {'p50 ms':>7} | {'p95 ms':>7} |")
-    print(f"|{'-' * 36}|{'-' * 9}|{'-' * 9}|")
-    for label, durations in results:
+    static_p95 = statistics.quantiles(results[0][2], n=20)[18]
+    print(f"\n| {'page':<34} | {'p50 ms':>7} | {'p95 ms':>7} | x static p95 | queries |")
+    print(f"|{'-' * 36}|{'-' * 9}|{'-' * 9}|{'-' * 14}|{'-' * 9}|")
+    for label, path, durations in results:
         p95 = statistics.quantiles(durations, n=20)[18]
-        print(f"| {label:<34} | {statistics.median(durations):>7.1f} | {p95:>7.1f} |")
+        print(
+            f"| {label:<34} | {statistics.median(durations):>7.1f} | {p95:>7.1f} "
+            f"| {p95 / static_p95:>12.1f} | {counts.get(path, 0):>7} |"
+        )
 
 
 if __name__ == "__main__":
