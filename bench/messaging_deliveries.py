@@ -1,5 +1,6 @@
 """The delivery log at 10,000,000 deliveries, through the real HTTP stack (gunicorn), with
-p50/p95 per page beside a static file served in the same run.
+p50/p95 and queries per page beside a static file and an empty dashboard page (topics) served
+in the same run.
 
 The generator fills one account inside PostgreSQL (generate_series, like generate_account.py):
 1,000,000 people, 50 broadcasts of 200,000 deliveries over 90 days with a realistic spread of
@@ -207,6 +208,8 @@ def main() -> None:
             ("date + state: clicked", "/deliveries/?since=2026-08-10&until=2026-08-12&state=clicked"),
             ("a delivery's page", f"/deliveries/{newest.pk}/"),
             ("a broadcast's page", f"/broadcasts/{broadcasts[-1]}/"),
+            # The floor every dashboard page pays (tenant, session, user, layout): no rows.
+            ("reference: topics page (empty)", "/topics/"),
         ]  # fmt: skip
         counts = queries_per_page(account, user, [path for _, path in pages])
         port = 19500 + os.getpid() % 400
