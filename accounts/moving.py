@@ -37,6 +37,8 @@ from accounts.models import Account, AccountMove
 from accounts.provisioning import pg_tool, server_url
 
 LEASE_WAIT_SECONDS = 60
+# Phases in which a move has changed something (drain paused, account moving, a partial copy).
+STUCK_PHASES = [AccountMove.Phase.PAUSED, AccountMove.Phase.COPYING, AccountMove.Phase.VERIFYING]
 
 
 class MoveError(Exception):
@@ -109,6 +111,14 @@ def abort_move(account: Account) -> list[AccountMove]:
     return recovered
 
 
+def recover_abandoned(account: Account) -> list[AccountMove]:
+    """Recover the account's moves whose process died (MoveError if one is still alive)."""
+    if not account.moves.filter(phase__in=STUCK_PHASES).exists():
+        return []
+    with mover_lock(account):
+        return recover_moves(account)
+
+
 @contextmanager
 def mover_lock(account: Account) -> Iterator[None]:
     """Held by the one process moving (or recovering) this account, for as long as it runs.
@@ -138,10 +148,7 @@ def recover_moves(account: Account, keep: AccountMove | None = None) -> list[Acc
     account row names the target) is finished: drain resumed, old copy kept for cleanup.
     """
     recovered = []
-    stuck = account.moves.filter(
-        phase__in=[AccountMove.Phase.PAUSED, AccountMove.Phase.COPYING,
-                   AccountMove.Phase.VERIFYING]
-    ).exclude(pk=keep.pk if keep else None)  # fmt: skip
+    stuck = account.moves.filter(phase__in=STUCK_PHASES).exclude(pk=keep.pk if keep else None)
     for move in stuck:
         current = Account.objects.get(pk=account.pk)
         if current.server == move.target:

@@ -81,6 +81,10 @@ def start_move(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, "Choose one of the other data servers.")
         return redirect("staff:account", slug=account.slug)
     try:
+        # A move whose process died leaves the account moving: recover it first.
+        for recovered in moving.recover_abandoned(account):
+            messages.info(request, f"An interrupted move was recovered: {recovered.detail}.")
+        account.refresh_from_db()
         move = moving.start_move(account, form.cleaned_data["target"], request.user.email)
     except moving.MoveError as error:
         messages.error(request, str(error))

@@ -155,3 +155,38 @@ def test_a_second_run_refuses_while_the_first_is_alive(
             with pytest.raises(MoveError, match="being moved by a running process"):
                 abort_move(committed_account)
         assert Account.objects.get(pk=committed_account.pk).state == Account.State.ACTIVE
+
+
+def test_staff_starting_a_move_recover_one_whose_process_died(
+    two_servers, committed_account, spool, django_db_blocker
+):
+    from accounts.models import User
+    from tests.conftest import client_for
+
+    account = committed_account
+    with django_db_blocker.unblock():
+        # What a move killed mid-copy leaves behind (the kill itself is tested above).
+        stuck = AccountMove.objects.create(account=account, source="default", target="second",
+                                           phase=AccountMove.Phase.COPYING)  # fmt: skip
+        Account.objects.filter(pk=account.pk).update(state=Account.State.MOVING)
+        spool.pause(str(account.pk))
+        with psycopg.connect(server_url("second"), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{account.schema_name}"')
+        staff = client_for(None, User.objects.get(email="stella@ferry.test"))
+
+        page = staff.post(f"/staff/accounts/{account.slug}/move/", {"target": "second"},
+                          follow=True).content.decode()  # fmt: skip
+
+        assert "An interrupted move was recovered" in page
+        stuck.refresh_from_db()
+        assert stuck.phase == AccountMove.Phase.FAILED
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            move = AccountMove.objects.filter(account=account).exclude(pk=stuck.pk).first()
+            if move and not move.is_running:
+                break
+            time.sleep(0.2)
+        assert move.phase == AccountMove.Phase.DONE, move.error
+        account = Account.objects.get(pk=account.pk)
+        assert (account.server, account.state) == ("second", Account.State.ACTIVE)
+        assert paused_accounts(spool) == set()
