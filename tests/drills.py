@@ -8,6 +8,7 @@ and `manage.py` commands, each a process of its own with the drill's database an
 """
 
 import http.client
+import json
 import logging
 import os
 import signal
@@ -138,7 +139,12 @@ class Ferry:
         if not self.spool_path.exists():
             return 0
         with sqlite3.connect(self.spool_path, timeout=30) as db:
-            return db.execute("SELECT count(*) FROM items").fetchone()[0]
+            try:
+                return db.execute("SELECT count(*) FROM items").fetchone()[0]
+            except sqlite3.OperationalError as error:
+                if "no such table" in str(error):  # the first process is creating it
+                    return 0
+                raise
 
     def leased(self) -> int:
         """Leases a drain worker holds and has not yet ended: it is mid-batch."""
@@ -194,3 +200,47 @@ def stored_event_keys(database_url: str, schema: str, name: str | None = None) -
         return [
             row[0] for row in conn.execute(f"SELECT dedupe_key FROM segments_event {where}", params)
         ]
+
+
+ACCOUNTS_SCRIPT = """
+import json
+from django.contrib.sessions.backends.db import SessionStore
+from accounts import actions
+from accounts.models import ApiKey, User
+
+out = []
+for slug in %(slugs)r:
+    account = actions.create_account(slug=slug, name=slug, owner_email=f"o@{slug}.example",
+                                     owner_password="a-long-drill-password")
+    key, issued = ApiKey.issue(account, "Drill")
+    with account:
+        owner = User.objects.get()
+        session = SessionStore()
+        session["_auth_user_id"] = str(owner.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = owner.get_session_auth_hash()
+        session.create()
+    out.append({"slug": slug, "schema": account.schema_name, "site_id": issued.site_id,
+                "api_key": issued.api_key, "session": session.session_key})
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class DrillAccount:
+    slug: str
+    schema: str
+    site_id: str
+    api_key: str
+    session: str  # the owner's session key, signed in
+
+    @property
+    def host(self) -> str:
+        return f"{self.slug}.localhost"
+
+
+def create_accounts(ferry: Ferry, slugs: list[str]) -> list[DrillAccount]:
+    """Accounts with an API key and a signed-in owner each, in one manage.py process."""
+    output = ferry.manage("shell", "-c", ACCOUNTS_SCRIPT % {"slugs": slugs})
+    created = json.loads(output.strip().splitlines()[-1])  # after any migration chatter
+    return [DrillAccount(**account) for account in created]
