@@ -26,8 +26,8 @@ from django.db import connection, transaction
 
 from messaging.events import OPS as MESSAGING_OPS
 from messaging.events import record_items as record_messaging_items
-from segments.membership import Cause, change_members
-from segments.membership import update_people as update_segment_memberships
+from segments.membership import EVERYTHING, Cause, change_members
+from segments.membership import update_touched as update_segment_memberships
 from segments.models import Segment
 
 PERSON = "segments_person"
@@ -74,6 +74,8 @@ class PersonState:
     changed: bool = False
     # Loaded without attributes: the batch only gives this person events.
     partial: bool = False
+    # What the batch changed of them, as segments read it (rules.reads' keys).
+    touched: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -239,6 +241,7 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
         if at < times.get(name, NEVER):
             continue
         times[name] = at
+        state.touched.add(f"attribute:{name}")
         if value in EMPTY:
             attributes.pop(name, None)
         else:
@@ -253,6 +256,7 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
                 batch.by_email[state.email] = state
         elif name == "unsubscribed":
             state.unsubscribed = bool(value)
+            state.touched.add("subscription")
         elif name == "anonymous_id" and value not in EMPTY:
             batch.by_anonymous[str(value)] = state
             batch.merges.append((state, str(value)))
@@ -299,6 +303,8 @@ def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:
             anonymous_id = item.get("anonymous_id")
             if state is None and anonymous_id:
                 state = batch.by_anonymous.get(anonymous_id)
+            if state is not None:
+                state.touched.add(f"event:{item['name']}")
             batch.events.append((
                 state, None if state else anonymous_id, item["kind"], item["name"],
                 to_json(item["data"]), item["timestamp"], item["dedupe"],
@@ -330,7 +336,7 @@ def apply_items(items: list[dict]) -> Outcome:
             merge_anonymous(cursor, batch)
             write_segment_changes(cursor, batch, outcome)
         unsubscribed = record_messaging(items)
-        update_segment_memberships(touched_people(batch) | unsubscribed)
+        update_segment_memberships(touched_keys(batch, unsubscribed))
     return outcome
 
 
@@ -341,11 +347,23 @@ def record_messaging(items: list[dict]) -> set[int]:
     return record_messaging_items(messaging_items) if messaging_items else set()
 
 
-def touched_people(batch: Batch) -> set[int]:
-    """Ids of the people this batch created, changed or gave events to (deleted ones left)."""
+def touched_keys(batch: Batch, everything: set[int]) -> dict[int, set[str] | None]:
+    """What the batch changed of each person it touched, for their segments: attribute and
+    event names; EVERYTHING for new people, people given their anonymous events (of any name)
+    and `everything` (messaging's subscription changes)."""
+    merged = {id(state) for state, _ in batch.merges}
     states = [*batch.by_id.values(), *batch.by_email.values(), *batch.by_anonymous.values()]
     states += [state for state, *_ in batch.events if state is not None]
-    return {s.id for s in states if s.id is not None and s.id not in batch.deleted}
+    touched: dict[int, set[str] | None] = {}
+    for state in states:
+        if state.id is None or state.id in batch.deleted:
+            continue
+        if state.created or id(state) in merged:
+            touched[state.id] = EVERYTHING
+        elif state.touched:  # else nothing of theirs changed (an older attribute value, say)
+            touched[state.id] = state.touched
+    touched.update(dict.fromkeys(everything - batch.deleted, EVERYTHING))
+    return touched
 
 
 def write_segment_changes(cursor, batch: Batch, outcome: Outcome) -> None:

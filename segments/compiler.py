@@ -57,6 +57,16 @@ class Query:
     sql: str
     params: list[Any]
 
+    def named(self, prefix: str = "q") -> tuple[str, dict[str, Any]]:
+        """The same query with named placeholders (`%(q0)s`…), to embed in a statement that
+        names its own parameters."""
+        parts = self.sql.split("%s")
+        assert len(parts) == len(self.params) + 1 and "%%" not in self.sql
+        names = [f"{prefix}{n}" for n in range(len(self.params))]
+        pieces = zip(names, parts[1:], strict=True)
+        sql = parts[0] + "".join(f"%({name})s{part}" for name, part in pieces)
+        return sql, dict(zip(names, self.params, strict=True))
+
 
 @dataclass
 class Compiler:

@@ -14,21 +14,34 @@ account's advisory lock that the drain takes, so two writers never race on the s
 """
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import connection
 
 from config.metrics import time_segment_recompute
 from segments.compiler import compile_rule, compile_rules
-from segments.models import MembershipChange, Segment
-from segments.rules import Context, InvalidRule, Node, parse_rule
+from segments.models import (
+    MembershipChange,
+    MembershipChangeChunk,
+    MembershipChangeSet,
+    Person,
+    Segment,
+)
+from segments.rules import Context, InvalidRule, Node, parse_rule, reads
 
 log = logging.getLogger(__name__)
 
 MEMBERSHIP = "segments_membership"
 CHANGE = "segments_membershipchange"
+CHANGE_SET = "segments_membershipchangeset"
+CHANGE_CHUNK = "segments_membershipchangechunk"
+# From this many people entering or leaving at once, the change is one MembershipChangeSet
+# (its people in chunks of CHUNK sorted ids) instead of a MembershipChange row per person.
+MASS_CHANGE = 1_000
+CHUNK = 1_000
 SIZE = "segments_segmentsize"
 SEGMENT = "segments_segment"
 Cause = MembershipChange.Cause
@@ -39,6 +52,7 @@ class Change:
     entered: int = 0
     exited: int = 0
     first: bool = False  # a new segment's first computation: entrants were not logged
+    moved: set[int] = field(default_factory=set)  # who entered or left (update_touched only)
 
 
 def lock_account() -> None:
@@ -92,39 +106,67 @@ def apply_rule(
     query = compile_rule(rule, now, people)
     if people is None and segment.recomputed_at is None and not segment.member_count:
         return first_computation(segment, query, now)
-    scope, scope_params = "", []
+    scope, scope_params = "", {}
     if people is not None:
-        scope, scope_params = "AND m.person_id = ANY(%s)", [people]
+        scope, scope_params = "AND m.person_id = ANY(%(people)s)", {"people": people}
+    query_sql, query_params = query.named()
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH matching AS MATERIALIZED ({query.sql}),
+            WITH matching AS MATERIALIZED ({query_sql}),
             entered AS (
                 INSERT INTO {MEMBERSHIP} (segment_id, person_id, entered_at)
-                SELECT %s, matching.id, %s FROM matching
+                SELECT %(segment)s, matching.id, %(now)s FROM matching
                 WHERE NOT EXISTS (
                     SELECT 1 FROM {MEMBERSHIP} AS m
-                    WHERE m.segment_id = %s AND m.person_id = matching.id
+                    WHERE m.segment_id = %(segment)s AND m.person_id = matching.id
                 )
                 RETURNING person_id
             ),
             exited AS (
-                DELETE FROM {MEMBERSHIP} AS m WHERE m.segment_id = %s {scope}
+                DELETE FROM {MEMBERSHIP} AS m WHERE m.segment_id = %(segment)s {scope}
                 AND NOT EXISTS (SELECT 1 FROM matching WHERE matching.id = m.person_id)
                 RETURNING person_id
             ),
+            moved AS MATERIALIZED (
+                SELECT person_id, true AS entered FROM entered
+                UNION ALL SELECT person_id, false FROM exited
+            ),
+            counts AS (
+                SELECT count(*) FILTER (WHERE entered) AS entered,
+                       count(*) FILTER (WHERE NOT entered) AS exited
+                FROM moved
+            ),
+            change_set AS (
+                INSERT INTO {CHANGE_SET} (segment_id, at, cause, entered, exited)
+                SELECT %(segment)s, %(now)s, %(cause)s, entered, exited FROM counts
+                WHERE entered + exited >= %(mass)s
+                RETURNING id
+            ),
+            chunks AS (
+                INSERT INTO {CHANGE_CHUNK}
+                    (change_set_id, entered, first_person, last_person, people)
+                SELECT change_set.id, entered, min(person_id), max(person_id),
+                       array_agg(person_id ORDER BY person_id)
+                FROM (
+                    SELECT person_id, entered,
+                           (row_number() OVER (PARTITION BY entered ORDER BY person_id) - 1)
+                           / %(chunk)s AS n
+                    FROM moved
+                ) AS numbered, change_set
+                GROUP BY change_set.id, entered, n
+            ),
             logged AS (
                 INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
-                SELECT %s, person_id, true, %s, %s FROM entered
-                UNION ALL
-                SELECT %s, person_id, false, %s, %s FROM exited
+                SELECT %(segment)s, person_id, entered, %(now)s, %(cause)s FROM moved
+                WHERE NOT EXISTS (SELECT 1 FROM change_set)
             )
-            SELECT (SELECT count(*) FROM entered), (SELECT count(*) FROM exited)
+            SELECT entered, exited FROM counts
             """,
-            [
-                *query.params, segment.pk, now, segment.pk, segment.pk, *scope_params,
-                segment.pk, now, cause, segment.pk, now, cause,
-            ],
+            {
+                **query_params, **scope_params, "segment": segment.pk, "now": now,
+                "cause": cause, "mass": MASS_CHANGE, "chunk": CHUNK,
+            },
         )  # fmt: skip
         change = Change(*cursor.fetchone())
     if change.entered or change.exited or people is None:
@@ -206,18 +248,33 @@ def dependents_of(segment_id: int, segments: list[Segment]) -> list[Segment]:
     return dependency_order(rule_based)
 
 
+# A person whose changes are not itemised (a manual edit, a new person): every segment asks.
+EVERYTHING = None
+
+
 def update_people(
     person_ids: Iterable[int], cause: str = Cause.INGEST, now: datetime | None = None
 ) -> dict[int, Change]:
-    """Bring every rule-based segment up to date for these people (ingestion, manual edits).
+    """Bring every rule-based segment up to date for these people (manual edits, imports)."""
+    return update_touched(dict.fromkeys(person_ids, EVERYTHING), cause, now)
 
-    All segments are decided by one query per dependency level (a row per person, a column
-    per segment, shared subqueries computed once), then only the differences are written:
-    the drain pays for the people it touched, not for the number of segments times them.
-    The caller holds the account's writer lock (the drain does) or this takes it.
+
+def update_touched(
+    touched: Mapping[int, AbstractSet[str] | None], cause: str = Cause.INGEST,
+    now: datetime | None = None,
+) -> dict[int, Change]:  # fmt: skip
+    """Bring the rule-based segments up to date for people whose changes touched some keys
+    (rules.reads' keys: `attribute:plan`, `event:purchase`…; EVERYTHING for all of them).
+
+    A segment is asked only about the people whose touched keys meet what its rule reads;
+    people who entered or left a segment touch `segment:<id>` for the segments after it. A
+    rule that also reads the clock may be stale for the people it is not asked about: the
+    periodic sweep recomputes those. Segments that are asked about the same people are decided
+    by one query per dependency level (a row per person, a column per segment, shared
+    subqueries once), then only the differences are written. The caller holds the account's
+    writer lock (the drain does) or this takes it.
     """
-    people = sorted(set(person_ids))
-    if not people:
+    if not touched:
         return {}
     now = now or datetime.now(UTC)
     segments = list(Segment.objects.all())
@@ -228,21 +285,52 @@ def update_people(
     rule_based = [s for s in rule_based if readable(s, graph)]
     if not rule_based:
         return {}
+    touched = {
+        person: keys if keys is EVERYTHING else set(keys) for person, keys in touched.items()
+    }
     lock_account()
     # Their current segments, once for every level (each segment is in one level only). By
     # person, index only (membership_person_segment), not one probe per segment and person.
     current: dict[int, set[int]] = {s.pk: set() for s in rule_based}
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT segment_id, person_id FROM {MEMBERSHIP} WHERE person_id = ANY(%s)", [people]
+            f"SELECT segment_id, person_id FROM {MEMBERSHIP} WHERE person_id = ANY(%s)",
+            [sorted(touched)],
         )
         for segment_id, person_id in cursor.fetchall():
             if segment_id in current:
                 current[segment_id].add(person_id)
     changes: dict[int, Change] = {}
     for level in dependency_levels(rule_based):
-        changes.update(apply_rules(level, graph, now, cause, people, current))
+        for people, group in askers(level, graph, touched).items():
+            level_changes = apply_rules(group, graph, now, cause, list(people), current)
+            changes.update(level_changes)
+            for segment_id, change in level_changes.items():
+                for person in change.moved:
+                    if touched[person] is not EVERYTHING:
+                        touched[person].add(f"segment:{segment_id}")
     return changes
+
+
+def askers(
+    segments: list[Segment], graph: dict[int, list[int]],
+    touched: Mapping[int, set[str] | None],
+) -> dict[tuple[int, ...], list[Segment]]:  # fmt: skip
+    """The segments grouped by the people they must be asked about (those none)."""
+    by_reads: dict[frozenset[str], list[Segment]] = {}
+    for segment in segments:
+        keys = segment.reads
+        if keys is None:
+            keys = reads(stored_rule(segment, graph))
+        by_reads.setdefault(frozenset(keys), []).append(segment)
+    groups: dict[tuple[int, ...], list[Segment]] = {}
+    for keys, readers in by_reads.items():
+        people = tuple(
+            sorted(p for p, t in touched.items() if t is EVERYTHING or not keys.isdisjoint(t))
+        )
+        if people:
+            groups.setdefault(people, []).extend(readers)
+    return groups
 
 
 def dependency_levels(segments: list[Segment]) -> list[list[Segment]]:
@@ -301,10 +389,9 @@ def apply_rules(
         )
     changes = {}
     for segment in segments:
-        change = Change(
-            sum(1 for s, _ in entered if s == segment.pk),
-            sum(1 for s, _ in exited if s == segment.pk),
-        )
+        moved_in = {p for s, p in entered if s == segment.pk}
+        moved_out = {p for s, p in exited if s == segment.pk}
+        change = Change(len(moved_in), len(moved_out), moved=moved_in | moved_out)
         if change.entered or change.exited:
             record_size(segment, now, change.entered - change.exited)
             changes[segment.pk] = change
@@ -389,3 +476,63 @@ def change_members(
             rule = stored_rule(dependent, graph)
             apply_rule(dependent, rule, now, cause, [*entered, *exited])
     return change
+
+
+# --- Reading the history --------------------------------------------------------------------
+
+
+@dataclass
+class HistoryEntry:
+    """One line of a segment's or a person's membership history: one person's move, or many
+    people's (a change set: `count` of them, a few named in `sample`)."""
+
+    segment: Segment
+    entered: bool
+    at: datetime
+    cause: str
+    person: Person | None = None
+    count: int = 1
+    sample: list[Person] = field(default_factory=list)
+
+    def get_cause_display(self) -> str:
+        return Cause(self.cause).label
+
+
+def recent_changes(segment: Segment, limit: int = 20, sample: int = 3) -> list[HistoryEntry]:
+    """The segment's latest entries and exits, newest first."""
+    entries = [
+        HistoryEntry(segment, c.entered, c.at, c.cause, person=c.person)
+        for c in MembershipChange.objects.filter(segment=segment).select_related("person")[:limit]
+    ]
+    for change_set in MembershipChangeSet.objects.filter(segment=segment)[:limit]:
+        for entered, count in ((True, change_set.entered), (False, change_set.exited)):
+            if count:
+                first = change_set.chunks.filter(entered=entered).order_by("first_person").first()
+                ids = first.people[: sample * 2] if first else []
+                people = list(Person.objects.filter(pk__in=ids).order_by("pk")[:sample])
+                entry = HistoryEntry(segment, entered, change_set.at, change_set.cause)
+                entry.count, entry.sample = count, people
+                entries.append(entry)
+    entries.sort(key=lambda entry: entry.at, reverse=True)
+    return entries[:limit]
+
+
+def history_of(person: Person, limit: int = 20) -> list[HistoryEntry]:
+    """The person's entries and exits, newest first, from their own rows and the change sets
+    whose chunks hold them (a chunk is found by its id range; one small array is read)."""
+    entries = [
+        HistoryEntry(c.segment, c.entered, c.at, c.cause, person=person)
+        for c in MembershipChange.objects.filter(person=person).select_related("segment")[:limit]
+    ]
+    chunks = MembershipChangeChunk.objects.filter(
+        first_person__lte=person.pk, last_person__gte=person.pk, people__contains=[person.pk]
+    ).select_related("change_set__segment")
+    for chunk in chunks.order_by("-change_set__at")[:limit]:
+        change_set = chunk.change_set
+        entries.append(
+            HistoryEntry(
+                change_set.segment, chunk.entered, change_set.at, change_set.cause, person=person
+            )
+        )
+    entries.sort(key=lambda entry: entry.at, reverse=True)
+    return entries[:limit]

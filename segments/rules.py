@@ -504,6 +504,25 @@ def referenced_segments(node: Node) -> list[int]:
     return sorted({n.segment for n in walk(node) if isinstance(n, SegmentCondition)})
 
 
+def reads(node: Node) -> list[str]:
+    """What a person's answer can change with, as keys: `attribute:<name>`, `event:<name>`,
+    `segment:<id>`, `subscription` and `email` (email activity). The drain says which of these
+    each person's changes touched, and asks a segment only about the people it can affect."""
+    keys: set[str] = set()
+    for n in walk(node):
+        if isinstance(n, AttributeCondition):
+            keys.add(f"attribute:{n.comparison.name}")
+        elif isinstance(n, EventCondition):
+            keys.add(f"event:{n.name}")
+        elif isinstance(n, SegmentCondition):
+            keys.add(f"segment:{n.segment}")
+        elif isinstance(n, SubscriptionCondition):
+            keys.add("subscription")
+        elif isinstance(n, EmailCondition):
+            keys.add("email")
+    return sorted(keys)
+
+
 def is_time_dependent(node: Node) -> bool:
     """Does the answer change with the clock alone, with no new data? Email activity counts
     too: deliveries are written by messaging, not by the drain, so the periodic sweep is what

@@ -11,7 +11,14 @@ from maintenance.retention import kept_days
 from segments import membership
 from segments.membership import Cause, Change
 from segments.models import Membership, Person, Segment, SegmentVersion
-from segments.rules import Context, Node, dump_rule, is_time_dependent, referenced_segments
+from segments.rules import (
+    Context,
+    Node,
+    dump_rule,
+    is_time_dependent,
+    reads,
+    referenced_segments,
+)
 
 
 def rule_context(segment: Segment | None) -> Context:
@@ -43,6 +50,7 @@ def save_segment(
     segment.rules = dump_rule(rule) if rule is not None else None
     segment.depends_on = referenced_segments(rule) if rule is not None else []
     segment.time_dependent = rule is not None and is_time_dependent(rule)
+    segment.reads = reads(rule) if rule is not None else []
     segment.updated_at = now
     if creating:
         segment.created_by, segment.created_at = changed_by, now
@@ -50,7 +58,8 @@ def save_segment(
     else:
         segment.save(
             update_fields=[
-                "name", "description", "rules", "depends_on", "time_dependent", "updated_at",
+                "name", "description", "rules", "depends_on", "time_dependent", "reads",
+                "updated_at",
             ]
         )  # fmt: skip
     previous = segment.versions.first()

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.access import editor_required, teammate_required
-from segments import segment_actions
+from segments import membership, segment_actions
 from segments.compiler import compile_rule, count_matching
 from segments.forms import (
     EDITOR_CHOICES,
@@ -54,7 +54,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
 @teammate_required
 def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = get_segment(request, segment_id)
-    changes = MembershipChange.objects.filter(segment=segment).select_related("person")[:20]
+    changes = membership.recent_changes(segment)
     # In membership order (an index scan), not by entry time: that would sort every member.
     members = segment.memberships.select_related("person")[:20]
     context = {

@@ -19,12 +19,12 @@ from segments.access import get_person
 from segments.attributes import attribute_type, display
 from segments.charts import bar_chart
 from segments.keyset import page_by_time
+from segments.membership import history_of
 from segments.models import (
     ActivitySummary,
     Event,
     EventDay,
     Membership,
-    MembershipChange,
     Person,
     Segment,
 )
@@ -137,9 +137,7 @@ def person(request: HttpRequest, person_id: int) -> HttpResponse:
         "timeline_form": timeline_form,
         "attribute_form": AttributeForm(prefix="attribute"),
         "memberships": Membership.objects.filter(person=shown).select_related("segment"),
-        "membership_changes": MembershipChange.objects.filter(person=shown).select_related(
-            "segment"
-        )[:20],
+        "membership_changes": history_of(shown),
         "manual_segments": manual_segments(),
         "deliveries": Delivery.objects.filter(person=shown)
         .select_related("broadcast")

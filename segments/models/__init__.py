@@ -5,6 +5,8 @@ from segments.models.people import ActivitySummary, Event, EventDay, Person, Sup
 from segments.models.segment import (
     Membership,
     MembershipChange,
+    MembershipChangeChunk,
+    MembershipChangeSet,
     Segment,
     SegmentSize,
     SegmentVersion,
@@ -18,6 +20,8 @@ __all__ = [
     "ImportRejection",
     "Membership",
     "MembershipChange",
+    "MembershipChangeChunk",
+    "MembershipChangeSet",
     "Person",
     "Segment",
     "SegmentSize",

@@ -5,6 +5,7 @@ every drained ingestion batch and from the periodic sweep; the models here are w
 dashboard reads.
 """
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -34,6 +35,10 @@ class Segment(models.Model):
     # need no parsing: does the rule read the clock, and which segments does it read?
     time_dependent = models.BooleanField(default=False)
     depends_on = models.JSONField(default=list, blank=True)
+    # What the rule reads (rules.reads: attribute and event names, segments…), so that the
+    # drain asks the segment only about people whose changes touched one of them. Null for
+    # rules saved before it was kept: those are read from the rule itself.
+    reads = models.JSONField(null=True, blank=True)
     member_count = models.PositiveIntegerField(default=0)
     created_by = models.CharField(max_length=254, blank=True)  # an email, as a plain value
     created_at = models.DateTimeField(default=timezone.now)
@@ -133,6 +138,47 @@ class MembershipChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.person_id} {'entered' if self.entered else 'left'} {self.segment_id}"
+
+
+class MembershipChangeSet(models.Model):
+    """Many people entering or leaving a segment at once (a rule saved, a sweep), as one record:
+    the counts here, the people in sorted chunks of ids (MembershipChangeChunk). Writing a
+    MembershipChange row per person cost most of such a recompute (678,381 entrants took 38 s).
+    A deleted person's id may stay in a chunk; readers join people, so it shows nowhere."""
+
+    segment = models.ForeignKey(
+        Segment, on_delete=models.DB_CASCADE, related_name="change_sets",
+        db_index=False,  # changeset_segment_at starts with it
+    )  # fmt: skip
+    at = models.DateTimeField()
+    cause = models.CharField(max_length=10, choices=MembershipChange.Cause.choices)
+    entered = models.PositiveIntegerField()
+    exited = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["segment", "-at"], name="changeset_segment_at")]
+
+    def __str__(self) -> str:
+        return f"{self.entered} entered and {self.exited} left {self.segment_id}"
+
+
+class MembershipChangeChunk(models.Model):
+    """Up to CHUNK ids of a change set's entrants (or leavers), sorted: a person's history
+    finds their chunk by its first and last id and looks inside one small array only."""
+
+    pk = models.CompositePrimaryKey("change_set_id", "entered", "first_person")
+    change_set = models.ForeignKey(
+        MembershipChangeSet, on_delete=models.DB_CASCADE, related_name="chunks",
+        db_index=False,  # the primary key starts with it
+    )  # fmt: skip
+    entered = models.BooleanField()
+    first_person = models.BigIntegerField()
+    last_person = models.BigIntegerField()
+    people = ArrayField(models.BigIntegerField())
+
+    def __str__(self) -> str:
+        return f"{self.change_set_id}: {self.first_person}…{self.last_person}"
 
 
 class SegmentSize(models.Model):

@@ -177,3 +177,81 @@ def test_a_stored_rule_that_no_longer_reads_never_blocks_the_drain(cast, spool):
     spool_items(spool, cast.acme, wire.cio_identify("1", {"plan": "pro"}))
     result = drain(spool)
     assert (result.applied, result.dead) == (1, 0)
+
+
+def test_a_drained_batch_asks_a_segment_only_about_people_whose_changes_it_reads(cast, spool):
+    from segments.models import Membership
+
+    with cast.acme:
+        one = person("1", plan="pro")
+        event(one, "login", days_ago=3)
+        pro = rule_segment("Pro", PLAN_IS_PRO)
+        logged_in_pros = rule_segment("Pros who logged in", {"type": "group", "op": "and",
+            "children": [{"type": "segment", "segment": pro.pk, "operator": "in"},
+                         {"type": "event", "name": "login", "operator": "performed"}]})  # fmt: skip
+        assert pro.reads == ["attribute:plan"]
+        assert logged_in_pros.reads == ["event:login", f"segment:{pro.pk}"]
+        assert members(pro) == members(logged_in_pros) == {"1"}
+        # Made stale behind the segments' backs, so that being asked shows.
+        Membership.objects.filter(person=one).delete()
+    spool_items(spool, cast.acme, wire.cio_event("1", {"name": "page_viewed"}),
+                wire.cio_identify("1", {"seats": 4}))  # fmt: skip
+    drain(spool)
+    with cast.acme:
+        assert members(pro) == members(logged_in_pros) == set()  # neither reads those
+    spool_items(spool, cast.acme, wire.cio_identify("1", {"plan": "pro"}))
+    drain(spool)
+    with cast.acme:
+        # Pro reads the plan; entering Pro touches what the second segment reads.
+        assert members(pro) == members(logged_in_pros) == {"1"}
+
+
+def test_a_new_person_is_asked_about_by_every_segment(cast, spool):
+    with cast.acme:
+        never_bought = rule_segment(
+            "Never bought", {"type": "event", "name": "purchase", "operator": "not_performed"}
+        )
+    spool_items(spool, cast.acme, wire.cio_identify("9", {"first_name": "Ada"}))
+    drain(spool)
+    with cast.acme:
+        assert members(never_bought) == {"9"}
+
+
+def test_a_mass_change_is_one_record_and_everyone_still_sees_their_history(cast, monkeypatch):
+    from segments.models import MembershipChangeSet
+    from segments.rules import parse_rule
+    from segments.segment_actions import save_segment
+
+    monkeypatch.setattr(membership, "MASS_CHANGE", 3)
+    monkeypatch.setattr(membership, "CHUNK", 2)
+    with cast.acme:
+        people = [person(str(n), plan="pro" if n == 0 else "free") for n in range(5)]
+        segment = rule_segment("Pro", PLAN_IS_PRO)
+        free = {**PLAN_IS_PRO, "children": [{**PLAN_IS_PRO["children"][0], "value": "free"}]}
+        save_segment(segment, name="Pro", description="", rule=parse_rule(free),
+                     changed_by="mia@acme.example")  # fmt: skip
+        assert members(segment) == {"1", "2", "3", "4"}
+        assert not MembershipChange.objects.exists()  # five moves: one record, not five
+        change_set = MembershipChangeSet.objects.get()
+        assert (change_set.entered, change_set.exited, change_set.cause) == (4, 1, "rule")
+        chunks = [
+            (c.entered, c.people) for c in change_set.chunks.order_by("-entered", "first_person")
+        ]
+        ids = [p.pk for p in people]
+        assert chunks == [(True, ids[1:3]), (True, ids[3:5]), (False, ids[:1])]
+        recent = membership.recent_changes(segment)
+        assert [(e.entered, e.count, [p.customer_id for p in e.sample]) for e in recent] == [
+            (True, 4, ["1", "2"]),
+            (False, 1, ["0"]),
+        ]  # fmt: skip (a few from the first chunk)
+        for who, entered in ((people[0], False), (people[3], True)):
+            history = membership.history_of(who)
+            assert [(e.segment, e.entered, e.cause) for e in history] == [
+                (segment, entered, "rule")
+            ]
+        # Below the threshold, people are logged one by one as before.
+        save_segment(segment, name="Pro", description="", rule=parse_rule(PLAN_IS_PRO),
+                     changed_by="mia@acme.example")  # fmt: skip
+        assert MembershipChangeSet.objects.count() == 2
+        segment.delete()
+        assert not MembershipChangeSet.objects.exists()

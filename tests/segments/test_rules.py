@@ -118,3 +118,16 @@ def test_a_tree_survives_being_stored_and_read_back():
     assert referenced_segments(node) == [4]
     assert not is_time_dependent(node)
     assert is_time_dependent(parse_rule(attribute(operator="more_than_days_ago", value=3)))
+
+
+def test_a_rule_says_what_it_reads():
+    from segments.rules import reads
+
+    rule = parse_rule({"type": "group", "op": "or", "children": [
+        {"type": "attribute", "name": "plan", "operator": "equals", "value": "pro"},
+        {"type": "group", "op": "not", "children": [
+            {"type": "event", "name": "purchase", "operator": "performed", "within_days": 7}]},
+        {"type": "email", "activity": "opened", "operator": "performed"},
+        {"type": "subscription", "state": "unsubscribed"},
+    ]})  # fmt: skip
+    assert reads(rule) == ["attribute:plan", "email", "event:purchase", "subscription"]

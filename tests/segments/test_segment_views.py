@@ -191,3 +191,25 @@ def test_email_activity_in_the_editor_counts_deliveries_and_saves(cast, pros):
         assert segment.rules["children"][0] == {
             "type": "email", "activity": "opened", "operator": "performed", "within_days": 30,
         }  # fmt: skip
+
+
+def test_a_mass_change_shows_as_one_line_on_the_segment_and_on_each_profile(
+    cast, pros, monkeypatch
+):
+    from segments import membership
+    from segments.models import Person
+    from segments.rules import parse_rule
+    from segments.segment_actions import save_segment
+
+    monkeypatch.setattr(membership, "MASS_CHANGE", 2)
+    with cast.acme:
+        segment = rule_segment("Pro customers", PLAN_IS_PRO)
+        everyone = {"type": "group", "op": "not", "children": [PLAN_IS_PRO]}
+        save_segment(segment, name="Not pro", description="", rule=parse_rule(everyone),
+                     changed_by="mia@acme.example")  # fmt: skip
+        third = Person.objects.get(customer_id="3")
+    client = client_for(cast.acme, cast.vic)
+    page = client.get(f"/segments/{segment.pk}/").content.decode()
+    assert "1 person, such as" in page and "2 people, such as" in page
+    profile = client.get(f"/people/{third.pk}/").content.decode()
+    assert "Entered <strong>Not pro</strong>" in profile
