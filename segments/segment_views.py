@@ -12,7 +12,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.access import editor_required, teammate_required
 from segments import membership, segment_actions
-from segments.compiler import compile_rule, count_matching
+from segments.compiler import compile_rule, count_matching, estimate_matching
 from segments.forms import (
     EDITOR_CHOICES,
     NEW_RULE,
@@ -104,15 +104,28 @@ def validate(tree: dict, segment: Segment | None) -> tuple[Node | None, list[Rul
         return None, invalid.errors
 
 
-def preview(rule: Node) -> dict:
-    """The live count and a few matching people, as the rule stands in the editor."""
+def preview(rule: Node, estimate_first: bool = False) -> dict:
+    """The live count and a few matching people, as the rule stands in the editor.
+
+    With `estimate_first` (htmx, as the user edits) a large account gets an estimate from a
+    sample at once, labelled as one, and the fragment asks for the exact count next."""
     now = datetime.now(UTC)
-    count = count_matching(rule, now)
-    with connection.cursor() as cursor:
-        sample = compile_rule(rule, now)
-        cursor.execute(f"{sample.sql} LIMIT {SAMPLE_SIZE}", sample.params)
-        ids = [row[0] for row in cursor.fetchall()]
-    return {"count": count, "people": Person.objects.filter(pk__in=ids).order_by("pk")}
+    estimate = estimate_matching(rule, now) if estimate_first else None
+    if estimate:
+        count, ids = estimate.count, estimate.matching[:SAMPLE_SIZE]
+    else:
+        count = count_matching(rule, now)
+        with connection.cursor() as cursor:
+            sample = compile_rule(rule, now)
+            cursor.execute(f"{sample.sql} LIMIT {SAMPLE_SIZE}", sample.params)
+            ids = [row[0] for row in cursor.fetchall()]
+    people = Person.objects.filter(pk__in=ids).order_by("pk")
+    return {"count": count, "estimate": estimate, "people": people}
+
+
+def wants_estimate(request: HttpRequest) -> bool:
+    """Edits under htmx get an estimate first, then ask again with `?preview=exact`."""
+    return bool(request.htmx) and request.GET.get("preview") != "exact"
 
 
 def editor(request: HttpRequest, segment: Segment) -> HttpResponse:
@@ -143,7 +156,9 @@ def editor(request: HttpRequest, segment: Segment) -> HttpResponse:
         "form": form,
         "tree": editor_nodes(tree, errors) if tree is not None else None,
         "errors": errors if saving else [],
-        "preview": preview(rule) if rule is not None else None,
+        "preview": (
+            preview(rule, estimate_first=wants_estimate(request)) if rule is not None else None
+        ),
         "other_segments": Segment.objects.exclude(pk=segment.pk or 0),
         **EDITOR_CHOICES,
     }

@@ -74,6 +74,29 @@ def test_under_htmx_typing_renders_only_the_count(cast, pros):
     assert b'data-testid="live-count">1<' in response.content
 
 
+def test_a_large_account_gets_an_estimate_first_then_the_exact_count(cast, pros, monkeypatch):
+    from django.db import connection
+
+    from segments import compiler
+
+    with cast.acme, connection.cursor() as cursor:
+        cursor.execute("ANALYZE segments_person")  # the planner's count of people: 3
+    monkeypatch.setattr(compiler, "ESTIMATE_FROM", 3)
+    client = client_for(cast.acme, cast.mia)
+    response = client.post("/segments/new/?preview=1", EDITOR_POST, HTTP_HX_REQUEST="true")
+    page = response.content.decode()
+    assert 'data-testid="live-count-estimate">about 2<' in page
+    assert "estimated from 3 people" in page
+    assert 'data-testid="live-count"' not in page  # nothing is shown as exact yet
+    assert 'hx-post="/segments/new/?preview=exact"' in page and 'hx-trigger="load"' in page
+    response = client.post("/segments/new/?preview=exact", EDITOR_POST, HTTP_HX_REQUEST="true")
+    assert b'data-testid="live-count">2<' in response.content
+    assert b"live-count-estimate" not in response.content
+    # Without htmx (no script to ask again), the page counts exactly at once.
+    response = client.post("/segments/new/", EDITOR_POST)
+    assert b'data-testid="live-count">2<' in response.content
+
+
 def test_adding_a_nested_group_and_removing_a_condition_work_without_javascript(cast, pros):
     client = client_for(cast.acme, cast.mia)
     response = client.post("/segments/new/", {**EDITOR_POST, "edit": "add-group:r"})
