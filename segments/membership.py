@@ -381,12 +381,20 @@ def apply_rules(
                 [[s for s, _ in exited], [p for _, p in exited]],
             )
         moves = [(s, p, True) for s, p in entered] + [(s, p, False) for s, p in exited]
-        cursor.execute(
-            f"INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause) "
-            "SELECT s, p, e, %s, %s FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[]) "
-            "AS u(s, p, e)",
-            [now, cause, *(list(column) for column in zip(*moves, strict=True))],
-        )
+        per_segment: dict[int, int] = {}
+        for segment_id, _, _ in moves:
+            per_segment[segment_id] = per_segment.get(segment_id, 0) + 1
+        mass = {pk for pk, count in per_segment.items() if count >= MASS_CHANGE}
+        for pk in mass:
+            log_change_set(cursor, pk, now, cause, [(p, e) for s, p, e in moves if s == pk])
+        moves = [move for move in moves if move[0] not in mass]
+        if moves:
+            cursor.execute(
+                f"INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause) "
+                "SELECT s, p, e, %s, %s FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[]) "
+                "AS u(s, p, e)",
+                [now, cause, *(list(column) for column in zip(*moves, strict=True))],
+            )
     changes = {}
     for segment in segments:
         moved_in = {p for s, p in entered if s == segment.pk}
@@ -396,6 +404,31 @@ def apply_rules(
             record_size(segment, now, change.entered - change.exited)
             changes[segment.pk] = change
     return changes
+
+
+def log_change_set(
+    cursor, segment_id: int, now: datetime, cause: str, moves: list[tuple[int, bool]]
+) -> None:
+    """One MembershipChangeSet for these (person, entered) moves, its people in chunks."""
+    entered = sum(1 for _, e in moves if e)
+    cursor.execute(
+        f"INSERT INTO {CHANGE_SET} (segment_id, at, cause, entered, exited) "
+        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        [segment_id, now, cause, entered, len(moves) - entered],
+    )
+    change_set = cursor.fetchone()[0]
+    cursor.execute(
+        f"""
+        INSERT INTO {CHANGE_CHUNK} (change_set_id, entered, first_person, last_person, people)
+        SELECT %s, e, min(p), max(p), array_agg(p ORDER BY p)
+        FROM (
+            SELECT p, e, (row_number() OVER (PARTITION BY e ORDER BY p) - 1) / %s AS n
+            FROM unnest(%s::bigint[], %s::boolean[]) AS u(p, e)
+        ) AS numbered
+        GROUP BY e, n
+        """,
+        [change_set, CHUNK, [p for p, _ in moves], [e for _, e in moves]],
+    )
 
 
 def sweep(now: datetime | None = None) -> dict[int, Change]:

@@ -255,3 +255,23 @@ def test_a_mass_change_is_one_record_and_everyone_still_sees_their_history(cast,
         assert MembershipChangeSet.objects.count() == 2
         segment.delete()
         assert not MembershipChangeSet.objects.exists()
+
+
+def test_a_drained_batch_that_moves_many_people_logs_one_change_set(cast, spool, monkeypatch):
+    from segments.models import MembershipChangeSet
+
+    monkeypatch.setattr(membership, "MASS_CHANGE", 3)
+    with cast.acme:
+        pro = rule_segment("Pro", PLAN_IS_PRO)
+    spool_items(spool, cast.acme, *(wire.cio_identify(str(n), {"plan": "pro"}) for n in range(3)))
+    drain(spool)
+    with cast.acme:
+        assert members(pro) == {"0", "1", "2"}
+        assert not MembershipChange.objects.exists()
+        change_set = MembershipChangeSet.objects.get()
+        assert (change_set.entered, change_set.exited, change_set.cause) == (3, 0, "ingest")
+        assert len(change_set.chunks.get().people) == 3
+    spool_items(spool, cast.acme, wire.cio_identify("0", {"plan": "free"}))
+    drain(spool)
+    with cast.acme:
+        assert MembershipChange.objects.get().entered is False  # one move: one row
