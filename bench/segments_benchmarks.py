@@ -110,7 +110,9 @@ def live_counts(rounds: int) -> dict[str, list[float]]:
     from segments.rules import parse_rule
 
     rng = random.Random(5)
-    times: dict[str, list[float]] = {"estimate": [], "exact": [], "scan": [], "error": []}
+    times: dict[str, list[float]] = {
+        "estimate": [], "exact": [], "scan": [], "error": [], "in_range": []
+    }  # fmt: skip
     for n in range(rounds):
         rules = [
             {"type": "attribute", "name": "plan", "operator": "equals",
@@ -133,6 +135,8 @@ def live_counts(rounds: int) -> dict[str, list[float]]:
         times["scan"].append(timed(plain_scan))
         if estimate is not None and exact:
             times["error"].append(abs(estimate.count - exact) / exact)
+        if estimate is not None:
+            times["in_range"].append(float(estimate.low <= exact <= estimate.high))
     return times
 
 
@@ -246,7 +250,8 @@ def main() -> None:
     if counts["error"]:
         errors = counts["error"]
         print(f"\nEstimate against the exact count: median error {statistics.median(errors):.1%}, "
-              f"worst {max(errors):.1%}")  # fmt: skip
+              f"worst {max(errors):.1%}; the exact count inside the range shown with the estimate "
+              f"{sum(counts['in_range']):.0f} times of {len(counts['in_range'])}")  # fmt: skip
     none, twenty = statistics.median(rates["none"]), statistics.median(rates["20"])
     print(
         f"\nDrain, {options.drain_items:,} items per run, batches of 10,000, median of 2 runs "

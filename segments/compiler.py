@@ -14,6 +14,7 @@ in the text are our own tables, columns and aliases.
 people: the ingestion drain asks only about the people its batch touched.
 """
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -374,6 +375,10 @@ class Estimate:
     count: int
     sampled: int
     matching: list[int]  # the first few sampled people who match
+    # Where the exact count most likely is (about two standard deviations of the sample's
+    # count either side; with no match in the sample, up to three: the rule of three).
+    low: int = 0
+    high: int = 0
 
 
 def estimate_matching(node: Node, now: datetime) -> Estimate | None:
@@ -401,7 +406,13 @@ def estimate_matching(node: Node, now: datetime) -> Estimate | None:
             query.params,
         )
         matched, first = cursor.fetchone()
-    return Estimate(rounded(matched * people / len(sampled)), len(sampled), first or [])
+    scale = people / len(sampled)
+    spread = 2 * math.sqrt(matched) if matched else 3
+    return Estimate(
+        rounded(matched * scale), len(sampled), first or [],
+        low=rounded(max(0.0, matched - spread) * scale),
+        high=rounded(min(len(sampled), matched + spread) * scale),
+    )  # fmt: skip
 
 
 def rounded(count: float) -> int:

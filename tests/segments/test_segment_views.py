@@ -86,7 +86,7 @@ def test_a_large_account_gets_an_estimate_first_then_the_exact_count(cast, pros,
     response = client.post("/segments/new/?preview=1", EDITOR_POST, HTTP_HX_REQUEST="true")
     page = response.content.decode()
     assert 'data-testid="live-count-estimate">about 2<' in page
-    assert "estimated from 3 people" in page
+    assert "estimated from a sample of 3 people (likely between 0 and 3)" in page
     assert 'data-testid="live-count"' not in page  # nothing is shown as exact yet
     assert 'hx-post="/segments/new/?preview=exact"' in page and 'hx-trigger="load"' in page
     response = client.post("/segments/new/?preview=exact", EDITOR_POST, HTTP_HX_REQUEST="true")
