@@ -30,6 +30,7 @@ from segments.models import (
     Person,
     Segment,
 )
+from segments.models.segment import ids_span
 from segments.rules import Context, InvalidRule, Node, parse_rule, reads
 
 log = logging.getLogger(__name__)
@@ -567,9 +568,11 @@ def history_of(person: Person, limit: int = 20) -> list[HistoryEntry]:
         HistoryEntry(c.segment, c.entered, c.at, c.cause, person=person)
         for c in MembershipChange.objects.filter(person=person).select_related("segment")[:limit]
     ]
-    chunks = MembershipChangeChunk.objects.filter(
-        first_person__lte=person.pk, last_person__gte=person.pk, people__contains=[person.pk]
-    ).select_related("change_set__segment")
+    chunks = (
+        MembershipChangeChunk.objects.alias(span=ids_span())
+        .filter(span__contains=person.pk, people__contains=[person.pk])
+        .select_related("change_set__segment")
+    )
     for chunk in chunks.order_by("-change_set__at")[:limit]:
         change_set = chunk.change_set
         entries.append(

@@ -5,8 +5,10 @@ every drained ingestion batch and from the periodic sweep; the models here are w
 dashboard reads.
 """
 
-from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.fields import ArrayField, BigIntegerRangeField
+from django.contrib.postgres.indexes import GistIndex
 from django.db import models
+from django.db.models import Func, Value
 from django.utils import timezone
 
 from segments.models.people import Person
@@ -163,6 +165,14 @@ class MembershipChangeSet(models.Model):
         return f"{self.entered} entered and {self.exited} left {self.segment_id}"
 
 
+def ids_span() -> Func:
+    """A chunk's first and last person as one range of ids."""
+    return Func(
+        "first_person", "last_person", Value("[]"), function="int8range",
+        output_field=BigIntegerRangeField(),
+    )  # fmt: skip
+
+
 class MembershipChangeChunk(models.Model):
     """Up to CHUNK ids of a change set's entrants (or leavers), sorted: a person's history
     finds their chunk by its first and last id and looks inside one small array only."""
@@ -176,6 +186,13 @@ class MembershipChangeChunk(models.Model):
     first_person = models.BigIntegerField()
     last_person = models.BigIntegerField()
     people = ArrayField(models.BigIntegerField())
+
+    class Meta:
+        indexes = [
+            # A person's history finds the chunks whose id range holds them, one per change set
+            # (and direction), without reading the others.
+            GistIndex(ids_span(), name="changechunk_span"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.change_set_id}: {self.first_person}…{self.last_person}"
