@@ -26,7 +26,15 @@ from pathlib import Path
 import psycopg
 
 from bench.generate_account import generate
-from tests.drills import BASE_DIR, Cluster, EventTally, Ferry, stored_event_keys
+from tests.drills import (
+    BASE_DIR,
+    Cluster,
+    DrillAccount,
+    EventTally,
+    Ferry,
+    create_accounts,
+    stored_event_keys,
+)
 
 EVENTS_PER_REQUEST = 100
 PEOPLE_PER_ACCOUNT = 500
@@ -80,19 +88,11 @@ class DrillReport(EventTally):
     backlog_left: int = 0
 
 
-@dataclass(frozen=True)
-class Target:
-    slug: str
-    schema: str
-    site_id: str
-    api_key: str
-
-
 class Sender(threading.Thread):
     """v2 batches of EVENTS_PER_REQUEST events at a steady rate, round robin over accounts
     with every other request going to the big one; remembers what was acknowledged."""
 
-    def __init__(self, port: int, targets: list[Target], requests_per_second: float,
+    def __init__(self, port: int, targets: list[DrillAccount], requests_per_second: float,
                  prefix: str, limit: int | None = None) -> None:  # fmt: skip
         super().__init__(daemon=True)
         self.port, self.targets, self.prefix, self.limit = port, targets, prefix, limit
@@ -102,7 +102,7 @@ class Sender(threading.Thread):
         self.refusals: list[str] = []
         self.stopping = threading.Event()
 
-    def target(self, number: int) -> Target:
+    def target(self, number: int) -> DrillAccount:
         if number % 2 == 0:
             return self.targets[0]
         return self.targets[1 + (number // 2) % (len(self.targets) - 1)]
@@ -178,33 +178,6 @@ class Prober(threading.Thread):
             time.sleep(self.interval)
 
 
-SETUP = """
-import json
-from django.contrib.sessions.backends.db import SessionStore
-from accounts import actions
-from accounts.models import Account, ApiKey, User
-
-out = {"accounts": []}
-for n in range(%(small)d + 1):
-    slug = "big" if n == 0 else f"small{n:02d}"
-    account = actions.create_account(slug=slug, name=slug, owner_email=f"o@{slug}.example",
-                                     owner_password="a-long-drill-password")
-    key, issued = ApiKey.issue(account, "Drill")
-    out["accounts"].append({"slug": slug, "schema": account.schema_name,
-                            "site_id": issued.site_id, "api_key": issued.api_key})
-big = Account.objects.get(slug="big")
-with big:
-    user = User.objects.get()
-    session = SessionStore()
-    session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = user.get_session_auth_hash()
-    session.create()
-    out["session"] = session.session_key
-print(json.dumps(out))
-"""
-
-
 def run_drill(
     *, small_accounts: int, big_people: int, big_events: int, burst_requests: int,
     before_seconds: float, during_max_seconds: float, probe_interval: float,
@@ -233,9 +206,8 @@ def run_drill(
             if "STATIC_ROOT" not in ferry.env:
                 ferry.manage("collectstatic", "--noinput", "-v", "0")
             log("creating accounts")
-            output = ferry.manage("shell", "-c", SETUP % {"small": small_accounts})
-            setup = json.loads(output.strip().splitlines()[-1])  # after migration chatter
-            targets = [Target(**a) for a in setup["accounts"]]
+            slugs = ["big"] + [f"small{n:02d}" for n in range(1, small_accounts + 1)]
+            targets = create_accounts(ferry, slugs)
             big = targets[0]
             log("generating the big account")
             generate(url, big.schema, big_people, big_events)
@@ -273,7 +245,7 @@ def run_drill(
             senders += [
                 Sender(ferry.port, targets, rps / threads, f"steady{n}") for n in range(threads)
             ]
-            prober = Prober(ferry.port, "big.localhost", setup["session"], probe_interval)
+            prober = Prober(ferry.port, big.host, big.session, probe_interval)
             for thread in (*senders[1:], prober):
                 thread.start()
             time.sleep(2)  # settle
@@ -361,7 +333,7 @@ def can_move() -> bool:
     return bool(list(BASE_DIR.glob("*/management/commands/move_account.py")))
 
 
-def start_move(ferry: Ferry, target: Target, report: DrillReport) -> subprocess.Popen | None:
+def start_move(ferry: Ferry, target: DrillAccount, report: DrillReport) -> subprocess.Popen | None:
     """move_account of one small account to the second server, when the command exists."""
     if not can_move():
         report.move = "missing: no move_account command on this branch"
@@ -382,7 +354,7 @@ def finish_move(mover: subprocess.Popen, report: DrillReport) -> None:
 
 
 def count_events(
-    url: str, second_url: str | None, targets: list[Target], senders: list[Sender],
+    url: str, second_url: str | None, targets: list[DrillAccount], senders: list[Sender],
     report: DrillReport,
 ) -> None:  # fmt: skip
     with psycopg.connect(url) as conn:
