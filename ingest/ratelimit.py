@@ -26,6 +26,8 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
+clock = time.time  # wall-clock seconds: buckets are shared by processes (tests set it)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
     credential TEXT PRIMARY KEY,
@@ -72,7 +74,7 @@ class RateLimiter:
         return conn
 
     def take(self, credential: str, rate: float, burst: int) -> Decision:
-        now = time.time()
+        now = clock()
         params = {"key": credential, "burst": burst, "now": now, "rate": rate}
         tokens, allowed = self.db.execute(TAKE, params).fetchone()
         retry_after = 0 if allowed else max(1, math.ceil((1 - tokens) / rate))

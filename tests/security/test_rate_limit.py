@@ -3,6 +3,8 @@ worker of a node, and honoured by the client libraries (they retry)."""
 
 import base64
 import json
+import math
+import time
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
@@ -18,12 +20,17 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def limit(settings):
-    """limit(rate, burst): this test's own limits (and bucket file, beside its spool)."""
+def limit(settings, monkeypatch):
+    """limit(rate, burst): this test's own limits (and bucket file, beside its spool), on a
+    clock that stands still unless the test moves it (`limit.clock[0] += seconds`), so that
+    a slow machine refills no token between two requests."""
+    clock = [1_000_000.0]
+    monkeypatch.setattr(ratelimit, "clock", lambda: clock[0])
 
     def set_limit(rate: int, burst: int) -> None:
         settings.INGEST_RATE_LIMIT_PER_SECOND, settings.INGEST_RATE_LIMIT_BURST = rate, burst
 
+    set_limit.clock = clock
     yield set_limit
     ratelimit._limiters.clear()
 
@@ -58,10 +65,9 @@ def test_the_bucket_refills_at_the_rate(cast, spool, acme_key, limit):
     client = api_client(acme_key)
     assert send(client, "post", "/api/v1/events", {"name": "a"}).status_code == 200
     assert send(client, "post", "/api/v1/events", {"name": "a"}).status_code == 429
-    import time
-
-    time.sleep(0.1)  # 20 a second: two tokens back, one kept (burst 1)
+    limit.clock[0] += 0.1  # 20 a second: two tokens back, one kept (burst 1)
     assert send(client, "post", "/api/v1/events", {"name": "a"}).status_code == 200
+    assert send(client, "post", "/api/v1/events", {"name": "a"}).status_code == 429
 
 
 def test_bad_credentials_are_refused_before_any_bucket_is_made(cast, spool, acme_key, limit):
@@ -102,9 +108,13 @@ def test_every_worker_of_a_node_takes_from_the_same_bucket(
     env = {"INGEST_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
            "INGEST_RATE_LIMIT_PER_SECOND": "1", "INGEST_RATE_LIMIT_BURST": "6"}  # fmt: skip
     with gunicorn(test_database_url, workers=3, env=env) as port:
+        started = time.monotonic()
         answers = [post_event(port, committed_keys["acme"]) for _ in range(12)]
-    # Refills during the run may add a token or two, never a bucket per worker (18).
-    assert 6 <= answers.count(200) <= 8
+        elapsed = time.monotonic() - started
+    # The burst, plus a token a second while the requests ran; a bucket per worker would
+    # have let all 12 through (18 tokens).
+    assert elapsed < 5, "too slow for the count to tell one bucket from three"
+    assert 6 <= answers.count(200) <= 6 + math.ceil(elapsed)
     assert answers.count(429) == 12 - answers.count(200)
 
 
