@@ -24,7 +24,7 @@ class LineChart:
     maximum: int
     first: str
     last: str
-    rows: list[tuple[datetime, dict[str, int]]]  # the same numbers, as a table
+    rows: list[tuple[datetime, list[int]]]  # the same numbers, as a table, lines in order
 
 
 def broadcast_chart(broadcast: Broadcast, width: int = 600, height: int = 160) -> LineChart | None:
@@ -48,7 +48,13 @@ def broadcast_chart(broadcast: Broadcast, width: int = 600, height: int = 160) -
             for i, v in enumerate(values)
         )
         lines.append(Line(kind, points, sum(values)))
-    rows = [(slot, counts.get(slot, {})) for slot in slots if slot in counts]
+    # The table under the chart: each hour's counts in the order of the lines, so the
+    # template writes cells instead of searching every hour's counts for every line.
+    rows = [
+        (slot, [counts[slot].get(line.kind, 0) for line in lines])
+        for slot in slots
+        if slot in counts
+    ]
     return LineChart(
         width, height, lines, maximum, f"{slots[0]:%-d %b %H:00}", f"{slots[-1]:%-d %b %H:00}", rows
     )

@@ -131,6 +131,24 @@ def test_send_now_schedules_and_the_worker_sends(cast, readers, mailbox):
     assert b"<polyline" in page.content
 
 
+def test_the_chart_table_gives_each_hour_its_counts_in_the_order_of_the_lines(cast, readers):
+    from messaging.models import BroadcastHour
+
+    broadcast = make_broadcast(cast.acme, None, state="sent")
+    first = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    with cast.acme:
+        BroadcastHour.objects.bulk_create([
+            BroadcastHour(broadcast=broadcast, hour=first, kind="sent", count=7),
+            BroadcastHour(broadcast=broadcast, hour=first, kind="opened", count=3),
+            BroadcastHour(broadcast=broadcast, hour=first + timedelta(hours=2), kind="opened", count=2),
+        ])  # fmt: skip
+    page = client_for(cast.acme, cast.vic).get(f"/broadcasts/{broadcast.pk}/")
+    chart = page.context["chart"]
+    assert [line.kind for line in chart.lines] == ["sent", "opened"]
+    assert chart.rows == [(first, [7, 3]), (first + timedelta(hours=2), [0, 2])]
+    assert b"<td>1 Nov 12:00</td><td>0</td><td>2</td>" in page.content
+
+
 def test_send_later_refuses_a_time_in_the_past(cast, readers):
     broadcast = make_broadcast(cast.acme, make_segment(cast.acme, readers))
     client = client_for(cast.acme, cast.alice)
