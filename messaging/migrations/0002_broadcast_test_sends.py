@@ -7,7 +7,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('messaging', '0001_deliveries'),
-        ('segments', '0009_event_person_time_name'),
     ]
 
     operations = [
