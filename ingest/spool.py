@@ -116,34 +116,51 @@ class Spool:
                 [(account, payload, now) for payload in payloads],
             )
 
-    def claim(self, limit: int, lease_seconds: float) -> list[SpooledItem]:
+    def claim(
+        self, limit: int, lease_seconds: float, after: SpooledItem | None = None
+    ) -> list[SpooledItem]:
         """Lease up to `limit` of the oldest items of one account no other worker is on.
 
         One account per batch keeps workers out of each other's way: each applies whole
         batches for its own account while another works on a different one. The lease lasts
         until `end_lease` (or `retry_later`), or until it expires because its worker died.
+
+        `after` is the last item of the batch this worker is still applying (reading ahead):
+        then only that account's items past it are taken, and only while the account's next
+        item is the oldest any worker could take (else the worker moves on after this batch,
+        as it would have), and the lease is extended over both batches.
         """
         now = time.time()
+        mine, last = (after.account, after.id) if after else (None, 0)
         with self._transaction(durable=False) as db:
             row = db.execute(
                 """
                 SELECT account FROM items
                 WHERE account NOT IN (SELECT account FROM paused)
-                  AND account NOT IN (SELECT account FROM leases WHERE until >= ?)
+                  AND (account NOT IN (SELECT account FROM leases WHERE until >= ?)
+                       OR (account = ? AND id > ?))
                 ORDER BY id LIMIT 1
                 """,
-                (now,),
+                (now, mine, last),
             ).fetchone()
-            if row is None:
+            if row is None or (after is not None and row[0] != mine):
                 return []
             rows = db.execute(
-                "SELECT id, account, payload FROM items WHERE account = ? ORDER BY id LIMIT ?",
-                (row[0], limit),
+                "SELECT id, account, payload FROM items WHERE account = ? AND id > ?"
+                " ORDER BY id LIMIT ?",
+                (row[0], last, limit),
             ).fetchall()
+            first_id = rows[0][0]
+            if after is not None:
+                # The lease covers the batch still being applied too, until both are done.
+                lease = db.execute(
+                    "SELECT first_id FROM leases WHERE account = ?", (mine,)
+                ).fetchone()
+                first_id = min(first_id, lease[0]) if lease else first_id
             db.execute(
                 "INSERT OR REPLACE INTO leases (account, first_id, last_id, until)"
                 " VALUES (?, ?, ?, ?)",
-                (row[0], rows[0][0], rows[-1][0], now + lease_seconds),
+                (row[0], first_id, rows[-1][0], now + lease_seconds),
             )
         return [SpooledItem(*row) for row in rows]
 
@@ -156,10 +173,19 @@ class Spool:
                     (json.dumps(ids[start : start + 50_000]),),
                 )
 
-    def end_lease(self, account: str) -> None:
-        """The worker is done with the account's batch: others may claim the account."""
+    def end_lease(self, account: str, last_id: int | None = None) -> None:
+        """The worker is done with the account's batch: others may claim the account.
+
+        With `last_id` (the batch's last item), a lease that a read-ahead claim has extended
+        past it stays: the worker still holds the next batch.
+        """
         with self._transaction(durable=False) as db:
-            db.execute("DELETE FROM leases WHERE account = ?", (account,))
+            if last_id is None:
+                db.execute("DELETE FROM leases WHERE account = ?", (account,))
+            else:
+                db.execute(
+                    "DELETE FROM leases WHERE account = ? AND last_id <= ?", (account, last_id)
+                )
 
     def retry_later(self, account: str, delay_seconds: float) -> None:
         """Keep the account's leased items back for a while, then let any worker take them."""

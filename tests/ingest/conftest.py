@@ -10,7 +10,7 @@ from django.test import Client
 from accounts.models import Account, ApiKey, IssuedSecrets
 from ingest import spool as spool_module
 from ingest.credentials import forget_cached_credentials
-from ingest.drain import PassResult, drain_once
+from ingest.drain import PassResult, drain_batches
 from ingest.spool import Spool, get_spool
 from tests.conftest import FerryClient, gunicorn
 
@@ -50,13 +50,16 @@ def send(client: Client, method: str, path: str, body: object, **headers) -> obj
     )
 
 
-def drain(spool: Spool) -> PassResult:
+def drain(spool: Spool, batch_size: int = 1000) -> PassResult:
     """Apply everything waiting, as the drain worker would."""
-    total = PassResult()
-    while (result := drain_once(spool, batch_size=1000, lease_seconds=60)).claimed:
-        total.claimed += result.claimed
-        total.applied += result.applied
-        total.dead += result.dead
+    total, claimed = PassResult(), True
+    while claimed:
+        claimed = False
+        for result in drain_batches(spool, batch_size=batch_size, lease_seconds=60):
+            total.claimed += result.claimed
+            total.applied += result.applied
+            total.dead += result.dead
+            claimed = True
     return total
 
 

@@ -116,6 +116,54 @@ def test_concurrent_workers_each_get_an_account_of_their_own(cast, spool):
     assert len(spool.claim(limit=100, lease_seconds=60)) == 3
 
 
+def test_a_worker_reads_its_accounts_next_batch_ahead_under_the_same_lease(cast, spool):
+    spool_items(spool, cast.acme, *[wire.cio_event("1", {"name": str(n)}) for n in range(5)])
+    first = spool.claim(limit=2, lease_seconds=60)
+    ahead = spool.claim(limit=2, lease_seconds=60, after=first[-1])
+    assert [item.id for item in ahead] == [first[-1].id + 1, first[-1].id + 2]
+    assert spool.claim(limit=100, lease_seconds=60) == []  # no other worker gets acme
+    spool.release([item.id for item in first])
+    spool.end_lease(str(cast.acme.pk), first[-1].id)  # the first batch is done, not the next
+    assert spool.leased_accounts() == [str(cast.acme.pk)]
+    assert spool.claim(limit=100, lease_seconds=60) == []
+    spool.end_lease(str(cast.acme.pk), ahead[-1].id)
+    assert spool.leased_accounts() == []
+    assert [item.id for item in spool.claim(limit=100, lease_seconds=60)] == [
+        *(item.id for item in ahead),
+        ahead[-1].id + 1,
+    ]
+
+
+def test_reading_ahead_leaves_an_account_with_older_items_to_the_next_claim(cast, spool):
+    spool_items(spool, cast.acme, *[wire.cio_event("1", {"name": "a"}) for _ in range(2)])
+    spool_items(spool, cast.globex, wire.cio_event("1", {"name": "g"}))
+    spool_items(spool, cast.acme, wire.cio_event("1", {"name": "a"}))
+    first = spool.claim(limit=2, lease_seconds=60)
+    assert spool.claim(limit=2, lease_seconds=60, after=first[-1]) == []
+    assert spool.leased_accounts() == [str(cast.acme.pk)]
+    (globex,) = spool.claim(limit=2, lease_seconds=60)
+    assert globex.account == str(cast.globex.pk)
+
+
+def test_small_batches_back_to_back_apply_everything_in_order(cast, spool):
+    spool_items(
+        spool, cast.acme,
+        wire.cio_identify("6", {"step": 0}),
+        *[wire.cio_identify("5", {"step": n}) for n in range(7)],
+        *[wire.cio_event("5", {"name": "tick", "id": f"tick-{n}"}) for n in range(6)],
+        wire.cio_delete("6"),
+    )  # fmt: skip
+    spool_items(spool, cast.globex, wire.cio_identify("5", {"step": "globex"}))
+    result = drain(spool, batch_size=2)
+    assert (result.claimed, result.applied, result.dead) == (16, 16, 0)
+    assert people(cast.acme).keys() == {"5"}
+    assert people(cast.acme)["5"].attributes == {"step": 6}
+    assert people(cast.globex)["5"].attributes == {"step": "globex"}
+    assert len([e for e in events(cast.acme) if e.name == "tick"]) == 6
+    assert spool.pending_count() == 0
+    assert spool.leased_accounts() == []
+
+
 def test_a_person_who_only_gets_events_keeps_every_attribute(cast, spool):
     spool_items(spool, cast.acme, wire.cio_identify("7", {"plan": "pro", "email": "s@e.example"}))
     drain(spool)
@@ -185,3 +233,4 @@ def test_bad_items_in_a_large_batch_are_found_by_halving_it(cast, spool):
     # One try for the batch, then halves: far fewer transactions than one per item.
     assert len(transactions) <= 2 * 2 * 6 + 1
     assert spool.pending_count() == 0
+

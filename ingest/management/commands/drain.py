@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from config.workers import stop_requested
-from ingest.drain import drain_forever, drain_once
+from ingest.drain import drain_batches, drain_forever
 from ingest.spool import get_spool
 
 
@@ -21,11 +21,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         spool = get_spool()
         if options["once"]:
-            total, started = 0, time.time()
-            while (result := drain_once(spool, options["batch_size"], options["lease"])).claimed:
-                if result.database_down:
-                    raise SystemExit("PostgreSQL is unreachable; the items stay in the spool.")
-                total += result.applied
+            total, started, claimed = 0, time.time(), True
+            while claimed:
+                claimed = False
+                for result in drain_batches(spool, options["batch_size"], options["lease"]):
+                    if result.database_down:
+                        raise SystemExit("PostgreSQL is unreachable; the items stay in the spool.")
+                    total += result.applied
+                    claimed = True
             # Start and end as unix times, so that several workers can be timed together.
             self.stdout.write(f"Applied {total} items from {started:.3f} to {time.time():.3f}.")
             return
