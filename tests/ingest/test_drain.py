@@ -234,3 +234,17 @@ def test_bad_items_in_a_large_batch_are_found_by_halving_it(cast, spool):
     assert len(transactions) <= 2 * 2 * 6 + 1
     assert spool.pending_count() == 0
 
+
+def test_deleting_a_person_takes_their_events_and_summaries_with_them(cast, spool):
+    # Events and summaries have no foreign-key constraint; a trigger on people cascades.
+    spool_items(
+        spool, cast.acme,
+        wire.cio_event("11", {"name": "login"}),
+        wire.cio_event("12", {"name": "login"}),
+    )  # fmt: skip
+    drain(spool)
+    spool_items(spool, cast.acme, wire.cio_delete("11"))
+    drain(spool)
+    with cast.acme:
+        assert list(Event.objects.values_list("person__customer_id", flat=True)) == ["12"]
+        assert list(ActivitySummary.objects.values_list("person__customer_id", flat=True)) == ["12"]
