@@ -151,6 +151,9 @@ class Batch:
                     SELECT id, customer_id, email, attributes::text, attribute_times::text,
                            unsubscribed
                     FROM {PERSON} WHERE attributes->>'anonymous_id' = {ANY_OF_JSON}
+                        -- person_anonymous_id holds only these; the planner cannot tell
+                        -- from the array alone (it might be empty)
+                        AND attributes->>'anonymous_id' IS NOT NULL
                     """,
                     [as_json(ids), as_json(emails), as_json(anonymous)],
                 )
