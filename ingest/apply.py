@@ -240,9 +240,16 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
         if owner is not None and owner is not state:
             return f"email {new_email} belongs to another person"
     times, attributes = state.attribute_times, state.attributes
+    changed = False
     for name, value in values.items():
-        if at < times.get(name, NEVER):
+        stored_at = times.get(name, NEVER)
+        if at < stored_at:
             continue
+        changed = (
+            changed
+            or at != stored_at
+            or differs(attributes.get(name), None if value in EMPTY else value)
+        )
         times[name] = at
         state.touched.add(f"attribute:{name}")
         if value in EMPTY:
@@ -263,8 +270,15 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
         elif name == "anonymous_id" and value not in EMPTY:
             batch.by_anonymous[str(value)] = state
             batch.merges.append((state, str(value)))
-    state.changed = True
+    # The same change again (a replayed item) writes nothing: an UPDATE that changes nothing
+    # still writes a new row version and its WAL. (The same values at a later time do need
+    # writing, for the times; with attributes unchanged that update can be HOT.)
+    state.changed = state.changed or changed
     return None
+
+
+def differs(stored: object, new: object) -> bool:
+    return stored != new or type(stored) is not type(new)  # 1 == True, but not in JSON
 
 
 def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:

@@ -248,3 +248,19 @@ def test_deleting_a_person_takes_their_events_and_summaries_with_them(cast, spoo
     with cast.acme:
         assert list(Event.objects.values_list("person__customer_id", flat=True)) == ["12"]
         assert list(ActivitySummary.objects.values_list("person__customer_id", flat=True)) == ["12"]
+
+
+def test_a_replayed_attribute_change_writes_nothing(cast, spool):
+    item = wire.cio_identify("13", {"plan": "pro", "_timestamp": 100})
+    spool_items(spool, cast.acme, item)
+    drain(spool)
+    written = people(cast.acme)["13"].updated_at
+    spool_items(spool, cast.acme, item, wire.cio_identify("13", {"plan": "pro", "_timestamp": 50}))
+    drain(spool)
+    assert people(cast.acme)["13"].updated_at == written
+    # The same value at a later time is a change: the later time must win over older values.
+    spool_items(spool, cast.acme, wire.cio_identify("13", {"plan": "pro", "_timestamp": 200}))
+    drain(spool)
+    person = people(cast.acme)["13"]
+    assert person.updated_at > written
+    assert person.attribute_times == {"plan": 200}
