@@ -1,5 +1,5 @@
 """Drain throughput: spooled events and attribute changes applied per second, end to end,
-beside the raw COPY rate into the same table measured in the same run.
+beside the raw COPY rate of the same mix into the same tables, measured just before each row.
 
     python3 -m uv run python bench/ingest_drain.py [--items 200000]
 
@@ -48,8 +48,13 @@ def items(count: int, event_share: float = 0.6) -> list[dict]:
 
 
 def raw_copy_rate(schema: str, count: int, event_share: float = 0.6) -> float:
-    """The same mix written with nothing but COPY: event rows into segments_event (for real
-    people, so the foreign key is checked) and one segments_person row per attribute change."""
+    """The same mix written with nothing but COPY into the same tables with the same indexes:
+    event rows into segments_event (for real people) and one new segments_person row per
+    attribute change (the drain updates existing people instead; COPY cannot update).
+
+    It rolls back, so deferred constraint checks never run: while events had a foreign key to
+    people (until segments 0010) the drain paid those checks at commit and this baseline did
+    not. Neither pays any now."""
     from django.db import connection, transaction
 
     now = datetime.now(UTC)
@@ -82,11 +87,34 @@ def raw_copy_rate(schema: str, count: int, event_share: float = 0.6) -> float:
     return count / elapsed
 
 
+def postgres_cpu_seconds(pgdata: Path) -> float:
+    """CPU time of the benchmark's own PostgreSQL: the postmaster, its live processes, and
+    the processes it has reaped (a backend's CPU goes to its parent's account when it ends)."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: counted in the postmaster's reaped time
+        pid = int(stat.parent.name)
+        if pid == postmaster:
+            ticks += sum(int(value) for value in fields[11:15])  # own and reaped children's
+        elif int(fields[1]) == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def drain_rate(
-    spool_items: list[dict], account_ids: list[int], workers: int, batch_size: int | None = None
-) -> tuple[float, int]:
+    spool_items: list[dict],
+    account_ids: list[int],
+    workers: int,
+    batch_size: int | None = None,
+    pgdata: Path | None = None,
+) -> tuple[float, float]:
     """Spool the items (spread over the accounts), then time `manage.py drain --once` workers
-    until the spool is empty."""
+    until the spool is empty. Returns items per second and the CPU seconds the drain took
+    (its workers' own, and PostgreSQL's while they ran)."""
     from ingest.spool import get_spool
 
     spool = get_spool()
@@ -97,17 +125,20 @@ def drain_rate(
     command = [sys.executable, "manage.py", "drain", "--once"]
     if batch_size:
         command += ["--batch-size", str(batch_size)]
+    postgres_before = postgres_cpu_seconds(pgdata) if pgdata else 0.0
     processes = [
         subprocess.Popen(command, cwd=BASE_DIR, stdout=subprocess.PIPE, text=True)
         for _ in range(workers)
     ]
-    # "Applied N items from START to END.": time the drain itself, not Python's start-up.
+    # "Applied N items from START to END using C s of CPU.": the drain itself, not Python's
+    # start-up (PostgreSQL does next to nothing while the workers start).
     reports = [process.communicate()[0].split() for process in processes]
+    postgres = postgres_cpu_seconds(pgdata) - postgres_before if pgdata else 0.0
     applied = sum(int(words[1]) for words in reports)
-    elapsed = max(float(w[6].rstrip(".")) for w in reports) - min(float(w[4]) for w in reports)
+    elapsed = max(float(w[6]) for w in reports) - min(float(w[4]) for w in reports)
     if spool.pending_count():
         raise RuntimeError("the drain left items behind")
-    return applied / elapsed, applied
+    return applied / elapsed, postgres + sum(float(w[8]) for w in reports)
 
 
 def main() -> None:
@@ -134,7 +165,6 @@ def main() -> None:
         one = [Account.objects.get(slug="bench").pk]
         four = list(Account.objects.filter(slug__startswith="bench").values_list("pk", flat=True))
         rates = []
-        copy_rate = 0.0
         plan = [(1, one, None, "1 account, 1 worker, people new"),
                 (1, one, None, "1 account, 1 worker"),
                 (1, one, 10_000, "1 account, 1 worker, batches of 10,000"),
@@ -142,15 +172,19 @@ def main() -> None:
                 (2, four, None, "4 accounts, 2 workers, people new"),
                 (2, four, None, "4 accounts, 2 workers")]  # fmt: skip
         for run, (workers, accounts, batch_size, label) in enumerate(plan):
-            if run == 1:
-                # Measured once people exist, as the drain's own steady state is.
-                copy_rate = raw_copy_rate(account["schema"], count)
+            # The baseline just before each row: on a shared machine the load moves within
+            # minutes, and one baseline for all rows made every ratio depend on its moment.
+            cpu_before = time.process_time(), postgres_cpu_seconds(folder / "pgdata")
+            copy_rate = raw_copy_rate(account["schema"], count)
+            copy_cpu = time.process_time() - cpu_before[0]
+            copy_cpu += postgres_cpu_seconds(folder / "pgdata") - cpu_before[1]
             # Every run sends new events; people repeat from the run before (steady state).
             batch = items(count)
             for item in batch:
                 if item["op"] == "event":
                     item["dedupe"] = f"run{run}-{item['dedupe']}"
-            rates.append((label, *drain_rate(batch, accounts, workers, batch_size)))
+            rate, cpu = drain_rate(batch, accounts, workers, batch_size, folder / "pgdata")
+            rates.append((label, rate, copy_rate, cpu, copy_cpu, os.getloadavg()[0]))
 
     from django.conf import settings
 
@@ -158,12 +192,22 @@ def main() -> None:
         f"\nDrain throughput, {count} items (60% events, 40% attribute changes, {PEOPLE} people),"
         f" batches of {settings.INGEST_BATCH_SIZE:,}\n"
     )
-    print(f"| {'what':<46} | {'per second':>10} | {'x raw COPY':>10} |")
-    print(f"|{'-' * 48}|{'-' * 12}|{'-' * 12}|")
-    rows = [("raw COPY of the same mix (baseline)", copy_rate)]
-    rows += [(label, rate) for label, rate, _ in rates]
-    for label, value in rows:
-        print(f"| {label:<46} | {value:>10,.0f} | {value / copy_rate:>10.2f} |")
+    print(
+        f"| {'what':<46} | {'per second':>10} | {'raw COPY /s':>11} | {'x raw COPY':>10} "
+        f"| {'CPU s':>5} | {'COPY CPU s':>10} | {'x by CPU':>8} | load |"
+    )
+    print(f"|{'-' * 48}|{'-' * 12}|{'-' * 13}|{'-' * 12}|{'-' * 7}|{'-' * 12}|{'-' * 10}|------|")
+    for label, rate, copy_rate, cpu, copy_cpu, load in rates:
+        print(
+            f"| {label:<46} | {rate:>10,.0f} | {copy_rate:>11,.0f} | {rate / copy_rate:>10.2f} "
+            f"| {cpu:>5.1f} | {copy_cpu:>10.1f} | {copy_cpu / cpu:>8.2f} | {load:>4.1f} |"
+        )
+    copies = sorted(copy_rate for _, _, copy_rate, *_ in rates)
+    print(
+        f"\nraw COPY of the same mix, measured before each row: {copies[0]:,.0f} to"
+        f" {copies[-1]:,.0f}/s. CPU s: the drain workers' own CPU and PostgreSQL's while they"
+        " ran; the COPY's Python and PostgreSQL. x by CPU: the COPY's CPU over the drain's."
+    )
 
 
 if __name__ == "__main__":
