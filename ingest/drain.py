@@ -231,8 +231,8 @@ def apply_in_halves(
 
 
 def bury(
-    spool: "Spool | SpoolBehind", item: SpooledItem, account_id: int | None, reason: str, result: PassResult,
-    release: bool = True,
+    spool: "Spool | SpoolBehind", item: SpooledItem, account_id: int | None, reason: str,
+    result: PassResult, release: bool = True,
 ) -> None:  # fmt: skip
     """Keep the item as a dead letter in the control plane, then forget it in the spool."""
     connection.set_schema_to_public()
