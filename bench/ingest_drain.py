@@ -53,7 +53,7 @@ def raw_copy_rate(schema: str, count: int, event_share: float = 0.6) -> float:
     attribute change (the drain updates existing people instead; COPY cannot update).
 
     It rolls back, so deferred constraint checks never run: while events had a foreign key to
-    people (until segments 0010) the drain paid those checks at commit and this baseline did
+    people (until segments 0012) the drain paid those checks at commit and this baseline did
     not. Neither pays any now."""
     from django.db import connection, transaction
 

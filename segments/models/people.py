@@ -114,7 +114,7 @@ class Event(models.Model):
 
     # No foreign-key constraint (as on memberships): its deferred check locked the person row
     # of every event a batch inserted, a third of the time of inserting them. A statement
-    # trigger deletes the events of deleted people (migration 0010); only the drain and
+    # trigger deletes the events of deleted people (migration 0012); only the drain and
     # imports insert events, for people they hold under the account's writer lock.
     person = models.ForeignKey(
         Person, null=True, on_delete=models.DO_NOTHING, related_name="events",

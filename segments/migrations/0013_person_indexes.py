@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('segments', '0010_events_and_summaries_without_constraints'),
+        ('segments', '0012_events_and_summaries_without_constraints'),
     ]
 
     operations = [

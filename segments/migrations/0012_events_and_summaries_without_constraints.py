@@ -27,7 +27,7 @@ DROP FUNCTION segments_forget_activity();
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('segments', '0009_event_person_time_name'),
+        ('segments', '0011_change_chunk_span'),
     ]
 
     operations = [
