@@ -419,6 +419,12 @@ MESSAGING_SMTP_CONNECTIONS = env_int("MESSAGING_SMTP_CONNECTIONS", 4)
 MESSAGING_CLAIM_BATCH = env_int("MESSAGING_CLAIM_BATCH", 100)
 # A claim older than this belonged to a sender that died mid-batch.
 MESSAGING_CLAIM_TIMEOUT = env_int("MESSAGING_CLAIM_TIMEOUT", 600)
+# A recipient refused for now (a 4xx at RCPT TO: greylisting, a full mailbox) is tried again
+# after this many seconds, doubling each time up to MESSAGING_RETRY_MAX_SECONDS, and fails
+# after MESSAGING_MAX_ATTEMPTS refusals (the defaults: 8 tries over about 16 hours).
+MESSAGING_RETRY_SECONDS = env_int("MESSAGING_RETRY_SECONDS", 300)
+MESSAGING_RETRY_MAX_SECONDS = env_int("MESSAGING_RETRY_MAX_SECONDS", 4 * 60 * 60)
+MESSAGING_MAX_ATTEMPTS = env_int("MESSAGING_MAX_ATTEMPTS", 8)
 # Provider webhooks through django-anymail: Mailgun's, at /email/webhooks/mailgun/, which
 # needs its signing key and (recommended) anymail's shared basic-auth secret.
 ANYMAIL = {

@@ -152,6 +152,9 @@ class Delivery(models.Model):
     values = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Temporary refusals so far, and when a deferred message may be claimed again.
+    attempts = models.SmallIntegerField(db_default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)

@@ -10,6 +10,9 @@
    UPDATE, its `sent` events and the broadcast's counters. While a batch is being sent, the
    next one is claimed, so the database and the SMTP server work at the same time.
 
+A recipient refused for now (4xx at RCPT TO) goes back to the queue until a retry time that
+doubles with each refusal, and fails after MESSAGING_MAX_ATTEMPTS.
+
 A sender that dies between 2 and 3 leaves claims behind. They are never sent again: after
 `MESSAGING_CLAIM_TIMEOUT` they become `failed`, saying the message may or may not have left,
 because sending twice is the worse mistake. At most two batches (the one being sent and the
@@ -139,9 +142,10 @@ def claim(broadcast: Broadcast, limit: int, now: datetime) -> list[Claimed]:
             f"""
             SELECT d.id FROM {DELIVERY} d
             WHERE d.broadcast_id = %s AND d.state = 'queued'
+              AND (d.retry_at IS NULL OR d.retry_at <= %s)
             ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED
             """,
-            [broadcast.pk, limit],
+            [broadcast.pk, now, limit],
         )
         ids = [row[0] for row in cursor.fetchall()]
         if not ids:
@@ -169,6 +173,11 @@ def claim(broadcast: Broadcast, limit: int, now: datetime) -> list[Claimed]:
         Claimed(*row[:5], orjson.loads(row[5]) if isinstance(row[5], str) else row[5], row[6])
         for row in rows
     ]
+
+
+# An outcome, not a state: the delivery goes back to `queued` until its retry time (or fails
+# after MESSAGING_MAX_ATTEMPTS), with a `deferred` event in its timeline.
+DEFERRED = "deferred"
 
 
 @dataclass
@@ -211,6 +220,12 @@ def send_claimed(compiled: CompiledBroadcast, claimed: list[Claimed], mailer) ->
         ) as error:
             if isinstance(error, smtplib.SMTPResponseException) and error.smtp_code < 500:
                 raise ConnectionBroke(outcomes, claimed[index:]) from error
+            if isinstance(error, smtplib.SMTPRecipientsRefused) and all(
+                code < 500 for code, _reply in error.recipients.values()
+            ):
+                # Refused for now (greylisting, a full mailbox): tried again later.
+                outcomes.append(Outcome(item.id, DEFERRED, smtp_reason(error)))
+                continue
             # The server refused this message for good; it did not leave.
             outcomes.append(Outcome(item.id, Delivery.State.FAILED, smtp_reason(error)))
             continue
@@ -264,23 +279,44 @@ def record_outcomes(broadcast: Broadcast, outcomes: list[Outcome], now: datetime
         return
 
     with transaction.atomic(), connection.cursor() as cursor:
+        # A deferred message goes back to the queue until its retry time, which doubles with
+        # each refusal, or fails once it has been refused MESSAGING_MAX_ATTEMPTS times.
         cursor.execute(
             f"""
-            WITH done AS (
-                UPDATE {DELIVERY} d SET state = o.state, reason = o.reason,
-                    "values" = o.values::jsonb,
-                    sent_at = CASE WHEN o.state = 'sent' THEN %(now)s END,
-                    failed_at = CASE WHEN o.state = 'failed' THEN %(now)s END
+            WITH outcome AS (
+                SELECT o.*, d.attempts + 1 AS attempt,
+                       CASE WHEN o.state <> 'deferred' THEN o.state
+                            WHEN d.attempts + 1 >= %(max_attempts)s THEN 'failed'
+                            ELSE 'queued' END AS new_state
                 FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(reasons)s::text[],
                             %(values)s::text[]) AS o(id, state, reason, values)
+                JOIN {DELIVERY} d ON d.id = o.id
+            ), done AS (
+                UPDATE {DELIVERY} d SET state = o.new_state,
+                    reason = CASE WHEN o.state = 'deferred' AND o.new_state = 'failed'
+                        THEN left('refused ' || o.attempt || ' times, the last: ' || o.reason, 500)
+                        ELSE o.reason END,
+                    "values" = o.values::jsonb,
+                    sent_at = CASE WHEN o.new_state = 'sent' THEN %(now)s END,
+                    failed_at = CASE WHEN o.new_state = 'failed' THEN %(now)s END,
+                    attempts = CASE WHEN o.state = 'deferred' THEN o.attempt ELSE d.attempts END,
+                    retry_at = CASE WHEN o.new_state = 'queued' THEN %(now)s + least(
+                        %(retry)s * power(2, o.attempt - 1), %(retry_max)s
+                    ) * interval '1 second' END,
+                    claimed_at = CASE WHEN o.new_state = 'queued' THEN NULL ELSE d.claimed_at END,
+                    message_id = CASE WHEN o.new_state = 'queued' THEN NULL ELSE d.message_id END
+                FROM outcome o
                 WHERE d.id = o.id AND d.state = 'sending'
-                RETURNING d.id, d.person_id, d.state, d.reason
+                RETURNING d.id, d.person_id, d.state, o.state AS outcome, d.reason
+            ), events AS (
+                INSERT INTO {EVENT} (delivery_id, person_id, broadcast_id, kind, at, detail)
+                SELECT id, person_id, %(broadcast)s,
+                       CASE WHEN state = 'queued' THEN 'deferred' ELSE state END, %(now)s,
+                       jsonb_strip_nulls(jsonb_build_object(
+                           'source', 'sender', 'reason', nullif(reason, '')))
+                FROM done
             )
-            INSERT INTO {EVENT} (delivery_id, person_id, broadcast_id, kind, at, detail)
-            SELECT id, person_id, %(broadcast)s, state, %(now)s,
-                   jsonb_strip_nulls(jsonb_build_object(
-                       'source', 'sender', 'reason', nullif(reason, '')))
-            FROM done
+            SELECT state, count(*) FROM done WHERE state <> 'queued' GROUP BY state
             """,
             {
                 "now": now,
@@ -289,11 +325,13 @@ def record_outcomes(broadcast: Broadcast, outcomes: list[Outcome], now: datetime
                 "states": [o.state for o in outcomes],
                 "reasons": [o.reason for o in outcomes],
                 "values": [orjson.dumps(o.values).decode() if o.values else None for o in outcomes],
+                "max_attempts": settings.MESSAGING_MAX_ATTEMPTS,
+                "retry": settings.MESSAGING_RETRY_SECONDS,
+                "retry_max": settings.MESSAGING_RETRY_MAX_SECONDS,
             },
         )
         counts = {state: 0 for state in ("sent", "failed", "skipped")}
-        for outcome in outcomes:
-            counts[outcome.state] += 1
+        counts.update(dict(cursor.fetchall()))
         Broadcast.objects.filter(pk=broadcast.pk).update(
             sent=F("sent") + counts["sent"],
             failed=F("failed") + counts["failed"],

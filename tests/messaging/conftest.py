@@ -31,18 +31,21 @@ class Received:
 
 @dataclass
 class Mailbox:
-    """What the SMTP server received; addresses in `refuse` are refused at RCPT TO for good;
-    a message to an address in `defer` is answered 421 at the end of its data (the server is
+    """What the SMTP server received; addresses in `refuse` are refused at RCPT TO for good,
+    addresses in `greylist` for now (450, try again later); a message to an address in `defer` is answered 421 at the end of its data (the server is
     going away: the message was not accepted and the connection closes)."""
 
     received: list[Received] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
+    greylist: set[str] = field(default_factory=set)
     defer: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
             return "550 5.1.1 No such user here"
+        if address in self.greylist:
+            return "450 4.2.0 Greylisted, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -77,6 +80,7 @@ def mailbox(smtp_server, settings) -> Mailbox:
     mailbox, port = smtp_server
     mailbox.received.clear()
     mailbox.refuse.clear()
+    mailbox.greylist.clear()
     mailbox.defer.clear()
     settings.MAILERS = {
         **settings.MAILERS,

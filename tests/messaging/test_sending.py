@@ -10,6 +10,7 @@ from django.utils import timezone
 from messaging import links, sending
 from messaging.models import Broadcast, Delivery, DeliveryEvent, Topic, TopicOptOut
 from segments.models import Suppression
+from tests.conftest import client_for
 from tests.messaging.conftest import make_broadcast, make_person, make_segment
 
 pytestmark = pytest.mark.django_db
@@ -174,6 +175,59 @@ def test_a_refused_recipient_fails_with_the_servers_reply_and_the_rest_are_sent(
         broadcast.refresh_from_db()
     assert bob.state == "failed" and "550" in bob.reason and bob.failed_at
     assert (broadcast.sent, broadcast.failed, broadcast.state) == (2, 1, "sent")
+
+
+def test_a_recipient_refused_for_now_is_tried_again_later_and_the_rest_are_sent(
+    cast, readers, mailbox
+):
+    mailbox.greylist.add("bob@example.com")
+    broadcast = schedule(cast.acme, make_broadcast(cast.acme, make_segment(cast.acme, readers)))
+    before = timezone.now()
+    send_all(cast.acme)
+    assert len(mailbox.received) == 2  # the others went out at once
+    with cast.acme:
+        bob = Delivery.objects.get(email="bob@example.com")
+        broadcast.refresh_from_db()
+        [deferred] = DeliveryEvent.objects.filter(delivery=bob)
+    assert (bob.state, bob.attempts, bob.failed_at, bob.message_id) == ("queued", 1, None, None)
+    assert (
+        "450" in bob.reason and deferred.kind == "deferred" and "450" in deferred.detail["reason"]
+    )
+    # Not again until its time (MESSAGING_RETRY_SECONDS, 5 minutes), and not finished meanwhile.
+    assert timedelta(minutes=5) <= bob.retry_at - before < timedelta(minutes=6)
+    assert send_all(cast.acme) == 0
+    assert (broadcast.state, broadcast.sent, broadcast.failed) == ("sending", 2, 0)
+    page = client_for(cast.acme, cast.vic).get(f"/deliveries/{bob.pk}/").content.decode()
+    assert "Refused for now</dt><dd>1 time; tried again after" in page
+
+    mailbox.greylist.clear()
+    with cast.acme:
+        Delivery.objects.filter(pk=bob.pk).update(retry_at=timezone.now())
+    assert send_all(cast.acme) == 1
+    assert mailbox.to("bob@example.com")
+    with cast.acme:
+        broadcast.refresh_from_db()
+        assert Delivery.objects.get(pk=bob.pk).state == "sent"
+    assert (broadcast.state, broadcast.sent, broadcast.failed) == ("sent", 3, 0)
+
+
+def test_a_recipient_refused_for_now_too_many_times_fails_with_the_count(
+    cast, readers, mailbox, settings
+):
+    settings.MESSAGING_RETRY_SECONDS, settings.MESSAGING_MAX_ATTEMPTS = 0, 3
+    mailbox.greylist.add("bob@example.com")
+    broadcast = schedule(cast.acme, make_broadcast(cast.acme, make_segment(cast.acme, readers)))
+    for _ in range(4):
+        send_all(cast.acme)
+    with cast.acme:
+        bob = Delivery.objects.get(email="bob@example.com")
+        broadcast.refresh_from_db()
+        kinds = list(DeliveryEvent.objects.filter(delivery=bob).order_by("pk")
+                     .values_list("kind", flat=True))  # fmt: skip
+    assert (bob.state, bob.attempts) == ("failed", 3) and bob.failed_at
+    assert bob.reason.startswith("refused 3 times, the last: bob@example.com: 450")
+    assert kinds == ["deferred", "deferred", "failed"]
+    assert (broadcast.state, broadcast.sent, broadcast.failed) == ("sent", 2, 1)
 
 
 def test_when_the_server_gives_up_mid_batch_the_rest_and_the_batch_claimed_ahead_are_queued(
