@@ -14,6 +14,7 @@ in the text are our own tables, columns and aliases.
 people: the ingestion drain asks only about the people its batch touched.
 """
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -291,6 +292,16 @@ def text(value: Any) -> str:
     return value
 
 
+def plain_text(value: Any) -> bool:
+    """A string that no JSON number or boolean spells as text (no digit, not true or false):
+    a value whose text equals it can only be that JSON string."""
+    return (
+        isinstance(value, str)
+        and value not in ("true", "false")
+        and not any(ch.isdigit() for ch in value)
+    )
+
+
 def comparison(column: str, c: Comparison, now: datetime) -> tuple[str, list[Any]]:
     """A true-or-false SQL expression comparing `column -> name` (a jsonb value)."""
     name = c.name
@@ -317,6 +328,10 @@ def comparison(column: str, c: Comparison, now: datetime) -> tuple[str, list[Any
     time_params = [name, name, name, NUMBER_PATTERN, name, name, TIME_PATTERN, name, name]
 
     def equals(value: Any) -> tuple[str, list[Any]]:
+        if plain_text(value):
+            # Only the JSON string itself has this text: one containment test, which reads
+            # the value once instead of three times (and which the people's GIN index answers).
+            return f"({column} @> %s::jsonb)", [json.dumps({name: value})]
         if isinstance(value, str | bool):
             return f"{text_sql} = %s", [*text_params, text(value)]
         return f"{number_sql} = %s", [*number_params, number(value)]
@@ -331,6 +346,9 @@ def comparison(column: str, c: Comparison, now: datetime) -> tuple[str, list[Any
         case "not_equals":
             sql, params = equals(c.value)
             return f"(NOT COALESCE({sql}, false))", params
+        case "in" if all(plain_text(v) for v in c.value):
+            sql = f"({column} @> ANY(%s::jsonb[]))"
+            params = [[json.dumps({name: v}) for v in c.value]]
         case "in":
             texts = [text(v) for v in c.value if isinstance(v, str | bool)]
             numbers = [number(v) for v in c.value if not isinstance(v, str | bool)]

@@ -131,3 +131,17 @@ def test_a_rule_says_what_it_reads():
         {"type": "subscription", "state": "unsubscribed"},
     ]})  # fmt: skip
     assert reads(rule) == ["attribute:plan", "email", "event:purchase", "subscription"]
+
+
+def test_equality_with_text_no_number_or_boolean_spells_is_one_containment_test():
+    from datetime import UTC, datetime
+
+    from segments.compiler import compile_rule
+
+    def sql(value) -> str:
+        rule = {"type": "attribute", "name": "plan", "operator": "equals", "value": value}
+        return compile_rule(parse_rule(rule), datetime.now(UTC)).sql
+
+    assert "@>" in sql("pro")
+    # A JSON number or boolean has these texts too: compared as text, as the evaluator does.
+    assert "@>" not in sql("5") and "@>" not in sql("true") and "@>" not in sql(5)
