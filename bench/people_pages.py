@@ -19,6 +19,7 @@ sys.path.insert(0, str(BASE_DIR))
 
 from bench._cluster import ferry_database  # noqa: E402
 from bench.generate_account import generate, heavy_person_ids  # noqa: E402
+from tests.drills import owner_session_key  # noqa: E402
 
 REQUESTS = 200
 THREADS = 4
@@ -26,18 +27,7 @@ THREADS = 4
 
 def signed_in_cookie(account) -> str:
     """A session cookie for the account's only user (Django must be set up)."""
-    from django.contrib.sessions.backends.db import SessionStore
-
-    from accounts.models import User
-
-    with account:
-        user = User.objects.get()
-        session = SessionStore()
-        session["_auth_user_id"] = str(user.pk)
-        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-        session["_auth_user_hash"] = user.get_session_auth_hash()
-        session.create()
-    return f"ferry_session={session.session_key}"
+    return f"ferry_session={owner_session_key(account)}"
 
 
 def timed(port: int, host: str, path: str, cookie: str) -> list[float]:

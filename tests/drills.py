@@ -202,17 +202,12 @@ def stored_event_keys(database_url: str, schema: str, name: str | None = None) -
         ]
 
 
-ACCOUNTS_SCRIPT = """
-import json
-from django.contrib.sessions.backends.db import SessionStore
-from accounts import actions
-from accounts.models import ApiKey, User
+def owner_session_key(account) -> str:
+    """The key of a signed-in session for the account's only user (Django must be set up)."""
+    from django.contrib.sessions.backends.db import SessionStore
 
-out = []
-for slug in %(slugs)r:
-    account = actions.create_account(slug=slug, name=slug, owner_email=f"o@{slug}.example",
-                                     owner_password="a-long-drill-password")
-    key, issued = ApiKey.issue(account, "Drill")
+    from accounts.models import User
+
     with account:
         owner = User.objects.get()
         session = SessionStore()
@@ -220,8 +215,22 @@ for slug in %(slugs)r:
         session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
         session["_auth_user_hash"] = owner.get_session_auth_hash()
         session.create()
+    return session.session_key
+
+
+ACCOUNTS_SCRIPT = """
+import json
+from accounts import actions
+from accounts.models import ApiKey
+from tests.drills import owner_session_key
+
+out = []
+for slug in %(slugs)r:
+    account = actions.create_account(slug=slug, name=slug, owner_email=f"o@{slug}.example",
+                                     owner_password="a-long-drill-password")
+    key, issued = ApiKey.issue(account, "Drill")
     out.append({"slug": slug, "schema": account.schema_name, "site_id": issued.site_id,
-                "api_key": issued.api_key, "session": session.session_key})
+                "api_key": issued.api_key, "session": owner_session_key(account)})
 print(json.dumps(out))
 """
 
