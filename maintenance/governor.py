@@ -47,6 +47,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account, control_plane
+from config.processes import alive
 from ingest.spool import get_spool
 from maintenance.models import MaintenanceRun
 
@@ -306,23 +307,13 @@ def reap_lost_runs() -> int:
     lost = [
         run.pk
         for run in MaintenanceRun.objects.live()
-        if run.heartbeat_at < stale_before or (run.host == HOST and not _alive(run.pid))
+        if run.heartbeat_at < stale_before or (run.host == HOST and not alive(run.pid))
     ]
     if lost:
         MaintenanceRun.objects.filter(pk__in=lost).update(
             state=MaintenanceRun.State.LOST, finished_at=timezone.now()
         )
     return len(lost)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _finish(run: MaintenanceRun, state: str, reason: str) -> None:
