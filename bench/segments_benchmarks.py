@@ -2,7 +2,7 @@
 20 active segments against none, each beside a baseline measured in the same run.
 
     python3 -m uv run python bench/segments_benchmarks.py [--people 1000000 --events 10000000]
-        [--keep /var/tmp/ferry-segments-bench]
+        [--keep /var/tmp/ferry-segments-bench] [--only recompute|counts|drain ...]
 
 The account is filled by bench/generate_account.py (inside PostgreSQL, a few minutes). With
 --keep, the cluster stays in that folder and later runs reuse the filled account (the segments
@@ -160,13 +160,29 @@ def drain_items(count: int, people: int, seed: int) -> list[dict]:
     return items
 
 
-def drain_rate(items: list[dict], batch: int) -> float:
-    from ingest.apply import apply_items
+IN_SEGMENTS: list[float] = []  # seconds of each drained batch spent updating memberships
 
-    started = time.perf_counter()
-    for start in range(0, len(items), batch):
-        apply_items(items[start : start + batch])
-    return len(items) / (time.perf_counter() - started)
+
+def drain_rate(items: list[dict], batch: int) -> float:
+    from ingest import apply
+
+    update = apply.update_segment_memberships
+
+    def timed_update(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return update(*args, **kwargs)
+        finally:
+            IN_SEGMENTS.append(time.perf_counter() - started)
+
+    apply.update_segment_memberships = timed_update
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(items), batch):
+            apply.apply_items(items[start : start + batch])
+        return len(items) / (time.perf_counter() - started)
+    finally:
+        apply.update_segment_memberships = update
 
 
 def twenty_segments() -> None:
@@ -189,7 +205,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--drain-items", type=int, default=50_000)
     parser.add_argument("--keep", type=Path, help="a folder to keep the filled account in")
+    parser.add_argument(
+        "--only", action="append", choices=["recompute", "counts", "drain"],
+        help="run only this part (repeatable); all three by default",
+    )  # fmt: skip
     options = parser.parse_args()
+    parts = set(options.only or ["recompute", "counts", "drain"])
     size = f"{options.people} people, {options.events} events"
     with ferry_database(options.keep) as (folder, url, account_info):
         os.environ.update(DATABASE_URL=url, FERRY_VAR_DIR=str(folder / "var"), LOG_LEVEL="WARNING")
@@ -212,21 +233,34 @@ def main() -> None:
         account = Account.objects.get(slug="bench")
         with account:
             Segment.objects.all().delete()  # a reused account's segments of the last run
-            recompute = recompute_table()
-            counts = live_counts(options.rounds)
+            recompute = recompute_table() if "recompute" in parts else []
+            counts = live_counts(options.rounds) if "counts" in parts else {}
             Segment.objects.all().delete()
-            twenty_segments()
-            rates: dict[str, list[float]] = {"none": [], "20": []}
-            for run in range(4):  # interleaved, so that drift hits both alike
+            if "drain" in parts:
+                twenty_segments()
+            rates: dict[str, list[float]] = {"none": [], "20": [], "in segments": []}
+            for run in range(4 if "drain" in parts else 0):  # interleaved: drift hits both alike
                 active = run % 2 == 1
                 kind = Segment.Kind.RULES if active else Segment.Kind.MANUAL
                 Segment.objects.update(kind=kind)
                 items = drain_items(options.drain_items, options.people, seed=run)
+                IN_SEGMENTS.clear()
                 rates["20" if active else "none"].append(drain_rate(items, 10_000))
+                if active:
+                    rates["in segments"].extend(IN_SEGMENTS)
 
     how = "reused" if generated is None else f"generated in {generated:.0f} s"
     print(f"\nSegments at {options.people:,} people and {options.events:,} events ({how}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)\n")  # fmt: skip
+    if recompute:
+        print_recompute(recompute)
+    if counts:
+        print_counts(counts, options.rounds)
+    if rates["none"]:
+        print_drain(rates, options.drain_items)
+
+
+def print_recompute(recompute: list[tuple[str, float, float, int]]) -> None:
     print("Full recompute (seconds; first computation, then a changed rule)\n")
     print(
         f"| {'segment':<32} | {'first':>6} | {'again':>6} | {'x baseline':>10} | {'members':>9} |"
@@ -236,8 +270,11 @@ def main() -> None:
     for label, first, again, size in recompute:
         print(f"| {label:<32} | {first:>6.2f} | {again:>6.2f} | {max(first, again) / base:>10.1f} "
               f"| {size:>9,} |")  # fmt: skip
+
+
+def print_counts(counts: dict[str, list[float]], rounds: int) -> None:
     p = lambda values, q: statistics.quantiles(values, n=100)[q - 1] * 1000  # noqa: E731
-    print(f"\nEditor live count, {options.rounds} rules of 4 shapes (milliseconds)\n")
+    print(f"\nEditor live count, {rounds} rules of 4 shapes (milliseconds)\n")
     print(f"| {'query':<40} | {'p50':>6} | {'p95':>6} | {'x baseline p95':>14} |")
     print(f"|{'-' * 42}|{'-' * 8}|{'-' * 8}|{'-' * 16}|")
     scans = counts["scan"]
@@ -252,15 +289,22 @@ def main() -> None:
         print(f"\nEstimate against the exact count: median error {statistics.median(errors):.1%}, "
               f"worst {max(errors):.1%}; the exact count inside the range shown with the estimate "
               f"{sum(counts['in_range']):.0f} times of {len(counts['in_range'])}")  # fmt: skip
+
+
+def print_drain(rates: dict[str, list[float]], drain_items: int) -> None:
     none, twenty = statistics.median(rates["none"]), statistics.median(rates["20"])
     print(
-        f"\nDrain, {options.drain_items:,} items per run, batches of 10,000, median of 2 runs "
+        f"\nDrain, {drain_items:,} items per run, batches of 10,000, median of 2 runs "
         "each (interleaved)\n"
     )
     print(f"| {'segments':<32} | {'items/s':>8} | {'x none':>7} |")
     print(f"|{'-' * 34}|{'-' * 10}|{'-' * 9}|")
     print(f"| {'none (baseline)':<32} | {none:>8,.0f} | {1:>7.2f} |")
     print(f"| {'20 active':<32} | {twenty:>8,.0f} | {twenty / none:>7.2f} |")
+    spent = rates["in segments"]
+    print(f"\nUpdating memberships, per batch of 10,000 with 20 active segments: median "
+          f"{statistics.median(spent):.2f} s (of {10_000 / twenty:.2f} s per batch; "
+          f"{10_000 / none:.2f} s per batch with none)")  # fmt: skip
 
 
 if __name__ == "__main__":
