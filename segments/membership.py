@@ -280,9 +280,9 @@ def update_touched(
     people who entered or left a segment touch `segment:<id>` for the segments after it. A
     rule that also reads the clock may be stale for the people it is not asked about: the
     periodic sweep recomputes those. Segments that are asked about the same people are decided
-    by one query per dependency level (a row per person, a column per segment, shared
-    subqueries once), then only the differences are written. The caller holds the account's
-    writer lock (the drain does) or this takes it.
+    by one query (a row per person, a column per segment, shared subqueries once), then each
+    segment writes only its differences for the people it was asked about. The caller holds
+    the account's writer lock (the drain does) or this takes it.
     """
     if not touched:
         return {}
@@ -299,21 +299,10 @@ def update_touched(
         person: keys if keys is EVERYTHING else set(keys) for person, keys in touched.items()
     }
     lock_account()
-    # Their current segments, once for every level (each segment is in one level only). By
-    # person, index only (membership_person_segment), not one probe per segment and person.
-    current: dict[int, set[int]] = {s.pk: set() for s in rule_based}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT segment_id, person_id FROM {MEMBERSHIP} WHERE person_id = ANY(%s)",
-            [sorted(touched)],
-        )
-        for segment_id, person_id in cursor.fetchall():
-            if segment_id in current:
-                current[segment_id].add(person_id)
     changes: dict[int, Change] = {}
     for level in dependency_levels(rule_based):
         for people, group in askers(level, graph, touched).items():
-            level_changes = apply_rules(group, graph, now, cause, list(people), current)
+            level_changes = apply_rules(group, graph, now, cause, list(people))
             changes.update(level_changes)
             for segment_id, change in level_changes.items():
                 for person in change.moved:
@@ -361,84 +350,99 @@ def dependency_levels(segments: list[Segment]) -> list[list[Segment]]:
 
 def apply_rules(
     segments: list[Segment], graph: dict[int, list[int]], now: datetime, cause: str,
-    people: list[int], current: dict[int, set[int]],
+    people: list[int],
 ) -> dict[int, Change]:  # fmt: skip
-    """Several segments brought up to date for some people with one query and set writes;
-    `current` holds who of them is in each segment now."""
+    """Several segments brought up to date for the same people: one query decides them all
+    (a row per person, a column per segment), then one statement per segment writes who
+    entered and who left and logs them (see write_moves). Nobody's current memberships are
+    read into Python: each segment's statement compares against its own rows, by primary
+    key, for the people it was asked about only."""
     query = compile_rules([stored_rule(s, graph) for s in segments], now, people)
     ids = [s.pk for s in segments]
+    matching: dict[int, list[int]] = {pk: [] for pk in ids}
     with connection.cursor() as cursor:
         cursor.execute(query.sql, query.params)
-        matching = {pk: set() for pk in ids}
         for row in cursor.fetchall():
             for pk, matches in zip(ids, row[1:], strict=True):
                 if matches:
-                    matching[pk].add(row[0])
-        entered = [(pk, p) for pk in ids for p in matching[pk] - current[pk]]
-        exited = [(pk, p) for pk in ids for p in current[pk] - matching[pk]]
-        if not (entered or exited):
-            return {}
-        if entered:
-            cursor.execute(
-                f"INSERT INTO {MEMBERSHIP} (segment_id, person_id, entered_at) "
-                "SELECT s, p, %s FROM unnest(%s::bigint[], %s::bigint[]) AS u(s, p)",
-                [now, [s for s, _ in entered], [p for _, p in entered]],
-            )
-        if exited:
-            cursor.execute(
-                f"DELETE FROM {MEMBERSHIP} AS m USING unnest(%s::bigint[], %s::bigint[]) AS u(s, p) "
-                "WHERE m.segment_id = u.s AND m.person_id = u.p",
-                [[s for s, _ in exited], [p for _, p in exited]],
-            )
-        moves = [(s, p, True) for s, p in entered] + [(s, p, False) for s, p in exited]
-        per_segment: dict[int, int] = {}
-        for segment_id, _, _ in moves:
-            per_segment[segment_id] = per_segment.get(segment_id, 0) + 1
-        mass = {pk for pk, count in per_segment.items() if count >= MASS_CHANGE}
-        for pk in mass:
-            log_change_set(cursor, pk, now, cause, [(p, e) for s, p, e in moves if s == pk])
-        moves = [move for move in moves if move[0] not in mass]
-        if moves:
-            cursor.execute(
-                f"INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause) "
-                "SELECT s, p, e, %s, %s FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[]) "
-                "AS u(s, p, e)",
-                [now, cause, *(list(column) for column in zip(*moves, strict=True))],
-            )
+                    matching[pk].append(row[0])
     changes = {}
     for segment in segments:
-        moved_in = {p for s, p in entered if s == segment.pk}
-        moved_out = {p for s, p in exited if s == segment.pk}
-        change = Change(len(moved_in), len(moved_out), moved=moved_in | moved_out)
+        change = write_moves(segment, now, cause, people, sorted(matching[segment.pk]))
         if change.entered or change.exited:
             record_size(segment, now, change.entered - change.exited)
             changes[segment.pk] = change
     return changes
 
 
-def log_change_set(
-    cursor, segment_id: int, now: datetime, cause: str, moves: list[tuple[int, bool]]
-) -> None:
-    """One MembershipChangeSet for these (person, entered) moves, its people in chunks."""
-    entered = sum(1 for _, e in moves if e)
-    cursor.execute(
-        f"INSERT INTO {CHANGE_SET} (segment_id, at, cause, entered, exited) "
-        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        [segment_id, now, cause, entered, len(moves) - entered],
-    )
-    change_set = cursor.fetchone()[0]
-    cursor.execute(
-        f"""
-        INSERT INTO {CHANGE_CHUNK} (change_set_id, entered, first_person, last_person, people)
-        SELECT %s, e, min(p), max(p), array_agg(p ORDER BY p)
-        FROM (
-            SELECT p, e, (row_number() OVER (PARTITION BY e ORDER BY p) - 1) / %s AS n
-            FROM unnest(%s::bigint[], %s::boolean[]) AS u(p, e)
-        ) AS numbered
-        GROUP BY e, n
-        """,
-        [change_set, CHUNK, [p for p, _ in moves], [e for _, e in moves]],
-    )
+def write_moves(
+    segment: Segment, now: datetime, cause: str, people: list[int], matching: list[int]
+) -> Change:
+    """Of `people`, those in `matching` are members of the segment and the others not: insert
+    who entered, delete who left and log both (one change set from MASS_CHANGE moves on)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH entered AS (
+                INSERT INTO {MEMBERSHIP} (segment_id, person_id, entered_at)
+                SELECT %(segment)s, u.p, %(now)s FROM unnest(%(matching)s::bigint[]) AS u(p)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {MEMBERSHIP} AS m
+                    WHERE m.segment_id = %(segment)s AND m.person_id = u.p
+                )
+                RETURNING person_id
+            ),
+            exited AS (
+                DELETE FROM {MEMBERSHIP} AS m
+                WHERE m.segment_id = %(segment)s AND m.person_id = ANY(%(people)s)
+                AND NOT (m.person_id = ANY(%(matching)s))
+                RETURNING person_id
+            ),
+            moved AS MATERIALIZED (
+                SELECT person_id, true AS entered FROM entered
+                UNION ALL SELECT person_id, false FROM exited
+            ),
+            counts AS MATERIALIZED (
+                SELECT count(*) FILTER (WHERE entered) AS entered,
+                       count(*) FILTER (WHERE NOT entered) AS exited
+                FROM moved
+            ),
+            change_set AS (
+                INSERT INTO {CHANGE_SET} (segment_id, at, cause, entered, exited)
+                SELECT %(segment)s, %(now)s, %(cause)s, entered, exited FROM counts
+                WHERE entered + exited >= %(mass)s
+                RETURNING id
+            ),
+            chunks AS (
+                INSERT INTO {CHANGE_CHUNK}
+                    (change_set_id, entered, first_person, last_person, people)
+                SELECT change_set.id, entered, min(person_id), max(person_id),
+                       array_agg(person_id ORDER BY person_id)
+                FROM (
+                    SELECT person_id, entered,
+                           (row_number() OVER (PARTITION BY entered ORDER BY person_id) - 1)
+                           / %(chunk)s AS n
+                    FROM moved
+                ) AS numbered, change_set
+                GROUP BY change_set.id, entered, n
+            ),
+            logged AS (
+                INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
+                SELECT %(segment)s, person_id, moved.entered, %(now)s, %(cause)s
+                FROM moved, counts
+                WHERE counts.entered + counts.exited < %(mass)s
+                ORDER BY moved.entered DESC, person_id
+            )
+            SELECT counts.entered, counts.exited, ARRAY(SELECT person_id FROM moved)
+            FROM counts
+            """,
+            {
+                "segment": segment.pk, "now": now, "cause": cause, "people": people,
+                "matching": matching, "mass": MASS_CHANGE, "chunk": CHUNK,
+            },
+        )  # fmt: skip
+        entered, exited, moved = cursor.fetchone()
+    return Change(entered, exited, moved=set(moved))
 
 
 def sweep(now: datetime | None = None) -> dict[int, Change]:

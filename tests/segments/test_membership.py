@@ -206,6 +206,24 @@ def test_a_drained_batch_asks_a_segment_only_about_people_whose_changes_it_reads
         assert members(pro) == members(logged_in_pros) == {"1"}
 
 
+def test_a_member_touched_in_what_a_segment_does_not_read_stays_in_it(cast, spool):
+    with cast.acme:
+        person("1", plan="pro")
+        person("2", plan="free")
+        pro = rule_segment("Pro", PLAN_IS_PRO)
+        assert members(pro) == {"1"}
+    # The same batch: someone else's plan changes (the segment is asked about them), and the
+    # member does something the segment does not read (it is not asked about them).
+    spool_items(spool, cast.acme, wire.cio_event("1", {"name": "page_viewed"}),
+                wire.cio_identify("2", {"plan": "basic"}))  # fmt: skip
+    drain(spool)
+    with cast.acme:
+        assert members(pro) == {"1"}
+        assert not MembershipChange.objects.exists()
+        pro.refresh_from_db()
+        assert pro.member_count == 1
+
+
 def test_a_new_person_is_asked_about_by_every_segment(cast, spool):
     with cast.acme:
         never_bought = rule_segment(
