@@ -47,15 +47,23 @@ def main() -> None:
           f"(burst, two workers); offered {report.offered:,.0f} items/s.\n")  # fmt: skip
     print(
         "| phase | seconds | ingest items/s | drain items/s | x before | backlog start / max / end "
-        "| dashboard p50 ms | p95 ms | requests |"
+        "| dashboard p50 / p95 ms | requests | Track API p50 / p95 ms |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for phase in (before, during):
         print(f"| {phase.name} | {phase.seconds:.0f} | {phase.ingest_rate:,.0f} | "
               f"{phase.drain_rate:,.0f} | {phase.drain_rate / before.drain_rate:.2f} | "
               f"{phase.backlog_start:,} / {phase.backlog_max:,} / {phase.backlog_end:,} | "
-              f"{phase.percentile(0.5):.0f} | {phase.percentile(0.95):.0f} | "
-              f"{len(phase.dashboard_ms)} |")  # fmt: skip
+              f"{phase.percentile(0.5):.0f} / {phase.percentile(0.95):.0f} | "
+              f"{len(phase.dashboard_ms)} | {phase.percentile(0.5, phase.accept_ms):.0f} / "
+              f"{phase.percentile(0.95, phase.accept_ms):.0f} |")  # fmt: skip
+    print()
+    print("| CPU, cores busy on average | before | during |\n|---|---|---|")
+    kinds = sorted(set(before.cpu) | set(during.cpu), key=lambda k: -during.cpu.get(k, 0.0))
+    for kind in [*kinds, None]:
+        used = [(sum(p.cpu.values()) if kind is None else p.cpu.get(kind, 0.0)) / p.seconds
+                for p in (before, during)]  # fmt: skip
+        print(f"| {kind or 'all'} | {used[0]:.2f} | {used[1]:.2f} |")
     print()
     print("| what | value |\n|---|---|")
     rows = [

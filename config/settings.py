@@ -6,6 +6,7 @@ the README lists. Every helper fails loudly on a value it cannot read.
 
 import os
 import re
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -51,6 +52,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def process_role(argv: list[str]) -> str:
+    """What this process is, as PostgreSQL shows it (`pg_stat_activity.application_name`):
+    `ferry web` for gunicorn, `ferry drain` for `manage.py drain`, and so on."""
+    program = Path(argv[0]).name if argv else ""
+    if argv and "gunicorn" in argv[0]:  # bin/gunicorn or python -m gunicorn
+        return "ferry web"
+    if program == "manage.py" and len(argv) > 1:
+        return f"ferry {argv[1]}"[:63]
+    return f"ferry {program}"[:63] if program else "ferry"
+
+
 def database_from_url(url: str) -> dict:
     """Django's DATABASES entry for a postgres:// URL (host may be a socket directory)."""
     parts = urlsplit(url)
@@ -61,6 +73,7 @@ def database_from_url(url: str) -> dict:
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     # Fail fast when the server is unreachable instead of hanging a request or a worker.
     query.setdefault("connect_timeout", "5")
+    query.setdefault("application_name", process_role(sys.argv))
     host = query.pop("host", None) or unquote(parts.hostname or "")
     return {
         # django-tenants' backend, plus the account's server (see accounts/backend/base.py).

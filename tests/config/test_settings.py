@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.settings import database_from_url, env_bool, env_int
+from config.settings import database_from_url, env_bool, env_int, process_role
 from tests.conftest import manage
 
 PRODUCTION_ENV = {
@@ -35,7 +35,21 @@ def test_a_tcp_url_with_options():
     assert database["HOST"] == "db.internal"
     assert database["PORT"] == "6432"
     assert database["PASSWORD"] == "p@ss"
-    assert database["OPTIONS"] == {"sslmode": "require", "connect_timeout": "5"}
+    assert database["OPTIONS"]["sslmode"] == "require"
+    assert database["OPTIONS"]["connect_timeout"] == "5"
+
+
+def test_connections_say_which_ferry_process_they_belong_to():
+    # PostgreSQL shows it as pg_stat_activity.application_name; the URL's own value wins.
+    assert process_role(["/srv/ferry/manage.py", "drain", "--once"]) == "ferry drain"
+    assert process_role(["/venv/bin/gunicorn", "config.wsgi"]) == "ferry web"
+    assert process_role(["/venv/lib/python3.12/site-packages/gunicorn/__main__.py"]) == "ferry web"
+    assert process_role(["manage.py"]) == "ferry manage.py"
+    assert database_from_url("postgresql:///ferry")["OPTIONS"]["application_name"].startswith(
+        "ferry "
+    )
+    named = database_from_url("postgresql:///ferry?application_name=pooler")
+    assert named["OPTIONS"]["application_name"] == "pooler"
 
 
 def test_other_databases_are_refused():

@@ -20,6 +20,8 @@ import tempfile
 import threading
 import time
 from base64 import b64encode
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,8 @@ class Phase:
     backlog_end: int = 0
     backlog_max: int = 0
     dashboard_ms: list[float] = field(default_factory=list)
+    accept_ms: list[float] = field(default_factory=list)  # Track API requests, answered 200
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by kind of process
 
     @property
     def drained(self) -> int:
@@ -63,10 +67,11 @@ class Phase:
     def ingest_rate(self) -> float:
         return self.acknowledged / self.seconds if self.seconds else 0.0
 
-    def percentile(self, share: float) -> float:
-        if not self.dashboard_ms:
+    def percentile(self, share: float, latencies: list[float] | None = None) -> float:
+        """Of the dashboard's latencies, unless others are given."""
+        ordered = sorted(self.dashboard_ms if latencies is None else latencies)
+        if not ordered:
             return float("nan")
-        ordered = sorted(self.dashboard_ms)
         return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
 
 
@@ -100,6 +105,7 @@ class Sender(threading.Thread):
         self.acknowledged: dict[str, list[str]] = {t.slug: [] for t in targets}
         self.acknowledged_count = 0
         self.refusals: list[str] = []
+        self.phase: Phase | None = None
         self.stopping = threading.Event()
 
     def target(self, number: int) -> DrillAccount:
@@ -120,6 +126,7 @@ class Sender(threading.Thread):
                 for i, event_id in enumerate(ids)
             ]  # fmt: skip
             number += 1
+            started = time.perf_counter()
             try:
                 connection.request(
                     "POST", "/api/v2/batch", body=json.dumps({"batch": batch}),
@@ -130,6 +137,8 @@ class Sender(threading.Thread):
                 if response.status == 200:
                     self.acknowledged[target.slug].extend(ids)
                     self.acknowledged_count += len(ids)
+                    if self.phase is not None:
+                        self.phase.accept_ms.append((time.perf_counter() - started) * 1000)
                 else:
                     self.refusals.append(f"{response.status} {body[:200]!r}")
             except OSError as error:
@@ -178,6 +187,94 @@ class Prober(threading.Thread):
             time.sleep(self.interval)
 
 
+class CpuMeter(threading.Thread):
+    """CPU seconds by kind of process, sampled from /proc twice a second: Ferry's processes by
+    what they run, PostgreSQL's by `application_name` (see config.settings.process_role) and
+    backend type. A process that exits loses at most its last half second."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, urls: list[str], roots: dict[str, Callable[[], list[int]]],
+                 own: str) -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.urls, self.roots, self.own = urls, roots, own
+        self.totals: dict[str, float] = defaultdict(float)
+        self.seen: dict[int, float] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.started = float(Path("/proc/uptime").read_text().split()[0])
+
+    @staticmethod
+    def children() -> dict[int, list[int]]:
+        tree: dict[int, list[int]] = defaultdict(list)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                tree[parent].append(int(entry.name))
+        return tree
+
+    def cpu(self, pid: int) -> tuple[float, float] | None:
+        """utime + stime, and when the process started, in seconds since boot."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.TICK, int(fields[19]) / self.TICK
+
+    def postgres(self, connections: list) -> dict[int, str]:
+        kinds = {}
+        for conn in connections:
+            for pid, backend, application in conn.execute(
+                "SELECT pid, backend_type, application_name FROM pg_stat_activity"
+            ):  # fmt: skip
+                if backend == "client backend":
+                    kinds[pid] = f"PostgreSQL for {application or 'other'}"
+                elif backend.startswith("autovacuum"):
+                    kinds[pid] = "PostgreSQL autovacuum"
+                else:
+                    kinds[pid] = "PostgreSQL background"
+        return kinds
+
+    def sample(self, connections: list) -> None:
+        tree = self.children()
+        kinds: dict[int, str] = {}
+        for kind, pids in self.roots.items():
+            stack = list(pids())
+            while stack:
+                pid = stack.pop()
+                kinds.setdefault(pid, kind)
+                stack += tree.get(pid, [])
+        kinds.update(self.postgres(connections))
+        kinds[os.getpid()] = self.own  # not its children: they are counted above
+        with self.lock:
+            for pid, kind in kinds.items():
+                reading = self.cpu(pid)
+                if reading is None:
+                    continue
+                used, started = reading
+                if pid not in self.seen:  # a process started since the meter did counts whole
+                    self.seen[pid] = 0.0 if started >= self.started else used
+                self.totals[kind] += used - self.seen[pid]
+                self.seen[pid] = used
+
+    def snapshot(self) -> dict[str, float]:
+        with self.lock:
+            return dict(self.totals)
+
+    def run(self) -> None:
+        connections = [psycopg.connect(url, autocommit=True) for url in self.urls]
+        try:
+            while not self.stopping.is_set():
+                self.sample(connections)
+                self.stopping.wait(0.5)
+        finally:
+            for conn in connections:
+                conn.close()
+
+
 def run_drill(
     *, small_accounts: int, big_people: int, big_events: int, burst_requests: int,
     before_seconds: float, during_max_seconds: float, probe_interval: float,
@@ -198,7 +295,7 @@ def run_drill(
             env["FERRY_DATA_SERVERS"] = f"second={second_url}"
         ferry = None
         senders: list[Sender] = []
-        prober = None
+        prober = meter = None
         try:
             url = cluster.create_database("drill")
             ferry = Ferry(folder, url, env)
@@ -246,6 +343,20 @@ def run_drill(
                 Sender(ferry.port, targets, rps / threads, f"steady{n}") for n in range(threads)
             ]
             prober = Prober(ferry.port, big.host, big.session, probe_interval)
+            tasks: dict[str, subprocess.Popen] = {}  # retention and the move, once started
+            meter = CpuMeter(
+                [url] + ([second_url] if second_url else []),
+                {
+                    "web (gunicorn)": lambda: [ferry.web.pid],
+                    "drain workers": lambda: [drain.pid for drain in ferry.drains],
+                    "retention": lambda: [tasks["retention"].pid] if "retention" in tasks else [],
+                    "move_account (pg_dump, pg_restore)": (
+                        lambda: [tasks["move"].pid] if "move" in tasks else []
+                    ),
+                },
+                own="load generator and prober (this process)",
+            )
+            meter.start()
             for thread in (*senders[1:], prober):
                 thread.start()
             time.sleep(2)  # settle
@@ -254,6 +365,9 @@ def run_drill(
                 acknowledged = sum(s.acknowledged_count for s in senders[1:])
                 phase.backlog_start = phase.backlog_max = ferry.backlog()
                 prober.phase = phase
+                for sender in senders[1:]:
+                    sender.phase = phase
+                cpu = meter.snapshot()
                 started = time.monotonic()
                 while not until(time.monotonic() - started):
                     time.sleep(0.5)
@@ -262,6 +376,11 @@ def run_drill(
                 phase.acknowledged = sum(s.acknowledged_count for s in senders[1:]) - acknowledged
                 phase.backlog_end = ferry.backlog()
                 prober.phase = None
+                for sender in senders[1:]:
+                    sender.phase = None
+                phase.cpu = {
+                    kind: used - cpu.get(kind, 0.0) for kind, used in meter.snapshot().items()
+                }
 
             log("phase before")
             before = report.phases["before"] = Phase("before")
@@ -276,8 +395,10 @@ def run_drill(
                     [RETENTION_DAYS],
                 )
 
-            retention = ferry.popen("run_retention", "--account", "big")
+            retention = tasks["retention"] = ferry.popen("run_retention", "--account", "big")
             mover = start_move(ferry, targets[-1], report)
+            if mover is not None:
+                tasks["move"] = mover
             during = report.phases["during"] = Phase("during")
             measure(
                 during,
@@ -321,6 +442,9 @@ def run_drill(
                 thread.stopping.set()
             if prober:
                 prober.stopping.set()
+            if meter:
+                meter.stopping.set()
+                meter.join()
             if ferry:
                 ferry.stop()
             cluster.close()
