@@ -62,7 +62,7 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a batch makes one per person, and reads their fields often
 class PersonState:
     id: int | None
     customer_id: str | None
@@ -208,14 +208,15 @@ class Batch:
         return self.by_email.get(person["email"])
 
     def find_or_create(self, person: dict) -> PersonState:
-        state = self.find(person)
-        if state is None:
-            state = PersonState(
-                None, person.get("id"), person.get("email"), {}, {}, False, created=True
-            )
-            if state.email:
-                state.attributes["email"] = state.email
-            self.remember(state)
+        return self.find(person) or self.create(person)
+
+    def create(self, person: dict) -> PersonState:
+        email = person.get("email")
+        state = PersonState(
+            None, person.get("id"), email, {"email": email} if email else {}, {}, False,
+            created=True,
+        )  # fmt: skip
+        self.remember(state)
         return state
 
     def forget(self, state: PersonState) -> None:
@@ -240,6 +241,17 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
         if owner is not None and owner is not state:
             return f"email {new_email} belongs to another person"
     times, attributes = state.attribute_times, state.attributes
+    given = values.values()
+    if state.created and not times and None not in given and "" not in given:
+        identity = values.keys() & IDENTITY_ATTRIBUTES
+        if not identity or (identity == {"email"} and new_email == state.email):
+            # A person this batch creates, given their first values (an import's every row):
+            # nothing is stored to lose to, and touched_keys takes new people whole, so the
+            # loop below would only compare with nothing. Its email, if any, is theirs already.
+            state.attribute_times = dict.fromkeys(values, at)
+            attributes.update(values)
+            state.changed = True
+            return None
     changed = False
     for name, value in values.items():
         stored_at = times.get(name, NEVER)
@@ -294,7 +306,7 @@ def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:
             if state is None and item.get("update_only"):
                 outcome.failures.append((index, "_update: the person does not exist"))
                 continue
-            state = state or batch.find_or_create(item["person"])
+            state = state or batch.create(item["person"])
             reason = set_attributes(batch, state, item["attributes"], item["at"])
             if reason:
                 outcome.failures.append((index, reason))
