@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS paused (account TEXT PRIMARY KEY);
 """
 
 RATE_WINDOW_MINUTES = 5
+# The API's commits checkpoint the WAL once in this many (the drain's, every time).
+CHECKPOINT_EVERY = 200
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ class Spool:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
+        # Checkpoints run after the writer lock is released (see _Transaction), not inside
+        # whichever commit crosses SQLite's threshold while every other writer waits.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(SCHEMA)
         return conn
 
@@ -289,7 +294,13 @@ class Spool:
             lock = self._writer_lock()
         except OSError as error:  # e.g. a full disk: refuse like SQLite would
             raise sqlite3.OperationalError(f"spool lock file: {error}") from error
-        return _Transaction(db, lock)
+        return _Transaction(db, lock, checkpoint=not durable or self._every_so_often())
+
+    def _every_so_often(self) -> bool:
+        """True on every CHECKPOINT_EVERY-th durable commit of this thread: the drain's
+        commits checkpoint the WAL, and the API's only now and then, in case no drain runs."""
+        self._local.commits = getattr(self._local, "commits", 0) + 1
+        return self._local.commits % CHECKPOINT_EVERY == 0
 
 
 class _Transaction:
@@ -304,8 +315,8 @@ class _Transaction:
     web worker that hangs is killed by gunicorn's timeout. Readers take no lock (WAL).
     """
 
-    def __init__(self, db: sqlite3.Connection, lock: int) -> None:
-        self.db, self.lock = db, lock
+    def __init__(self, db: sqlite3.Connection, lock: int, checkpoint: bool) -> None:
+        self.db, self.lock, self.checkpoint = db, lock, checkpoint
 
     def __enter__(self) -> sqlite3.Connection:
         fcntl.flock(self.lock, fcntl.LOCK_EX)
@@ -321,6 +332,10 @@ class _Transaction:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             fcntl.flock(self.lock, fcntl.LOCK_UN)
+        if self.checkpoint and exc_type is None:
+            # PASSIVE: copies what it can beside the writers, waits for nobody; cheap when
+            # the WAL holds nothing new.
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 
 _spools: dict[Path, Spool] = {}

@@ -6,6 +6,7 @@ import threading
 import pytest
 from django.db import connection
 
+from ingest import spool as spool_module
 from ingest import wire
 from ingest.credentials import TRACK, UNVERIFIED, digest
 from ingest.models import DeadLetter
@@ -328,3 +329,21 @@ def test_writers_queue_for_the_spool_and_lose_nothing(cast, spool):
     assert sorted(released) == sorted(appended)
     assert len(set(released)) == 8 * 40 * 10
     assert spool.pending_count() == 0
+
+
+def test_the_spool_log_is_checkpointed_without_a_drain(tmp_path, monkeypatch):
+    # Commits never checkpoint inside the writer lock; the API's commits do it after the lock
+    # now and then, so the write-ahead log stays bounded even when no drain worker runs.
+    payloads = [json.dumps({"pad": "x" * 1000, "i": i}) for i in range(10)]
+
+    def log_size_after_appends(name: str) -> int:
+        spool = spool_module.Spool(tmp_path / name / "spool.sqlite3")
+        for _ in range(1000):
+            spool.append("account", payloads)
+        assert spool.pending_count() == 1000 * len(payloads)
+        return spool.path.with_name(spool.path.name + "-wal").stat().st_size
+
+    checkpointed = log_size_after_appends("checkpointed")
+    monkeypatch.setattr(spool_module, "CHECKPOINT_EVERY", 10**9)
+    never = log_size_after_appends("never")
+    assert checkpointed < never / 3
