@@ -1,14 +1,7 @@
-"""Reading and checking an import's CSV rows, without Django.
-
-This module imports nothing of Django's, so that a process of its own can read and check a
-large file (see `send_checked_chunks`) while the import's process applies the rows already
-checked: on two cores, the Python work of parsing and the work of applying then overlap
-instead of taking turns under one interpreter lock.
-"""
+"""Reading and checking an import's CSV rows, without Django (the import reads a chunk
+ahead in a thread of its own, see segments.imports.run_import)."""
 
 import csv
-import gc
-import pickle
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,21 +141,3 @@ def checked_chunks(path: Path, reading: dict, chunk_rows: int) -> Iterator[Chunk
             yield chunk, problems
             chunk, problems = [], []
     yield chunk, problems
-
-
-def send_checked_chunks(path: Path, reading: dict, chunk_rows: int, pipe) -> None:
-    """A reader process's whole work: every chunk down `pipe`, then an empty message.
-
-    The pipe holds about one chunk, so the reader stays at most a chunk or two ahead of the
-    rows being applied. An error is sent as ("error", text) and ends the reading.
-    """
-    gc.disable()  # nothing here makes cycles; the collector would only rescan each chunk
-    try:
-        for chunk in checked_chunks(path, reading, chunk_rows):
-            pipe.send_bytes(pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL))
-    except BrokenPipeError:
-        return  # the import stopped reading: nothing left to do
-    except BaseException as error:  # reported by the import, which fails with the reason
-        pipe.send_bytes(pickle.dumps(("error", f"{type(error).__name__}: {error}")))
-        return
-    pipe.send_bytes(b"")

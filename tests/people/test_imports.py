@@ -20,14 +20,6 @@ def imports_dir(tmp_path, settings):
     return settings.IMPORTS_DIR
 
 
-@pytest.fixture(params=["thread", "process"])
-def reader(request, monkeypatch):
-    """Both ways a file is read: by a thread (small files) and by a process of its own."""
-    if request.param == "process":
-        monkeypatch.setattr(imports, "READER_PROCESS_BYTES", 0)
-    return request.param
-
-
 def upload(client, content: bytes, name: str = "people.csv"):
     return client.post("/imports/", {"file": SimpleUploadedFile(name, content, "text/csv")})
 
@@ -80,7 +72,7 @@ def test_an_import_runs_in_the_background_and_reports(cast, imports_dir):
     assert b"2 imported, 0 rejected" in client.get(f"/imports/{job.pk}/").content
 
 
-def test_every_bad_row_is_reported_with_its_line_and_the_rest_imported(cast, imports_dir, reader):
+def test_every_bad_row_is_reported_with_its_line_and_the_rest_imported(cast, imports_dir):
     content = (
         b"id,email,plan\n"
         b"1,ann@example.com,pro\n"
@@ -149,7 +141,7 @@ def test_progress_is_served_as_a_fragment_for_htmx(cast, imports_dir):
 
 
 def test_a_file_of_many_chunks_reports_every_bad_line_and_imports_the_rest(
-    cast, imports_dir, monkeypatch, reader
+    cast, imports_dir, monkeypatch
 ):
     # Chunks of 3: bad rows fall before, inside and at the edges of chunks read ahead.
     monkeypatch.setattr(imports, "CHUNK_ROWS", 3)
@@ -181,10 +173,7 @@ def test_reading_ahead_hands_over_every_chunk_in_order_and_then_any_error():
     assert received == [1, 2]
 
 
-def test_a_reader_process_that_fails_fails_the_import_with_the_reason(
-    cast, imports_dir, monkeypatch
-):
-    monkeypatch.setattr(imports, "READER_PROCESS_BYTES", 0)
+def test_a_file_that_cannot_be_read_any_more_fails_the_import_with_the_reason(cast, imports_dir):
     client = client_for(cast.acme, cast.alice)
     upload(client, GOOD)
     job = the_job(cast.acme)
@@ -194,6 +183,6 @@ def test_a_reader_process_that_fails_fails_the_import_with_the_reason(
     run_worker()
     job = the_job(cast.acme)
     assert job.state == Import.State.FAILED
-    assert "reading the file failed: ValueError: the header line cannot be read" in job.error
+    assert "ValueError: the header line cannot be read" in job.error
     with cast.acme:
         assert not Person.objects.exists()
