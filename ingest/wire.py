@@ -23,6 +23,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 # Documented limits of the Customer.io Track API and the Segment HTTP API.
 MAX_ID_BYTES = 150
 MAX_ATTRIBUTE_NAME_BYTES = 150
@@ -52,7 +54,11 @@ class WireError(Exception):
 
 
 def size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """Bytes of the value as compact UTF-8 JSON (what the documented limits count)."""
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # e.g. an integer wider than 64 bits: the slow way
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def new_dedupe_key() -> str:
