@@ -95,13 +95,13 @@ class Membership(models.Model):
     )  # fmt: skip
     person = models.ForeignKey(
         Person, on_delete=models.DO_NOTHING, related_name="memberships", db_constraint=False,
-        db_index=False,  # membership_person_segment
+        # No index by person either (migration 0015): every membership written paid for one at
+        # a random place, and nothing needs it. A person's segments are read by visiting each
+        # segment's range of the primary key (the join with segments does), and so are a
+        # deleted person's memberships (the trigger joins segments too).
+        db_index=False,
     )  # fmt: skip
     entered_at = models.DateTimeField()
-
-    class Meta:
-        # A person's segments from the index alone: the drain reads them for every batch.
-        indexes = [models.Index(fields=["person", "segment"], name="membership_person_segment")]
 
     def __str__(self) -> str:
         return f"{self.person_id} in {self.segment_id}"
