@@ -72,7 +72,7 @@ def run_import(job: Import) -> None:
 
     The file is read and checked a chunk ahead by a thread while this one applies the chunk
     before; the reading runs while this thread waits for PostgreSQL. (A process of its own
-    for large files was tried: no faster at the same load, and about 30 % more CPU time for
+    for large files was tried: no faster at the same load, and about 60 % more CPU time for
     the import's Python, spent pickling chunks and unpickling them.) Only this thread touches
     the database.
     """
