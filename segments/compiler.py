@@ -178,8 +178,40 @@ class Compiler:
 
 
 def compile_rule(node: Node, now: datetime, people: list[int] | None = None) -> Query:
-    """SELECT p.id of everyone (or of `people`) the rule matches at `now`."""
+    """SELECT p.id of everyone (or of `people`) the rule matches at `now`.
+
+    For everyone, a rule that reads nothing of the person's own row and matches nobody
+    without activity is answered from its subqueries alone (see activity_query)."""
+    if people is None and not reads_person(node) and not matches_without_activity(node):
+        return activity_query(node, now)
     return Compiler(now, people).compile(node)
+
+
+def activity_query(node: Node, now: datetime) -> Query:
+    """SELECT id of everyone the rule matches, driven by its subqueries (events, email
+    activity, other segments) instead of by every person of the account: everyone such a rule
+    matches has a row in one of them (and rows of deleted people are deleted with them). A
+    full recompute of "purchased at least twice in the last 30 days" spent 1.9 of its 2.1
+    seconds joining 1,000,000 people to the counts of 305,000."""
+    compiler = Compiler(now)
+    where, where_params = compiler.node(node)
+    if len(compiler.subqueries) == 1:
+        alias, sql, params = compiler.subqueries[0]
+        return Query(
+            f"SELECT {alias}.person_id AS id FROM ({sql}) AS {alias} WHERE {where}",
+            [*params, *where_params],
+        )
+    ctes = ", ".join(f"{alias} AS MATERIALIZED ({sql})" for alias, sql, _ in compiler.subqueries)
+    people = " UNION ".join(f"SELECT person_id FROM {alias}" for alias, _, _ in compiler.subqueries)
+    joins = " ".join(
+        f"LEFT JOIN {alias} ON {alias}.person_id = p.person_id"
+        for alias, _, _ in compiler.subqueries
+    )
+    params = [param for _, _, cte_params in compiler.subqueries for param in cte_params]
+    return Query(
+        f"WITH {ctes} SELECT p.person_id AS id FROM ({people}) AS p {joins} WHERE {where}",
+        [*params, *where_params],
+    )
 
 
 def compile_rules(nodes: list[Node], now: datetime, people: list[int] | None = None) -> Query:
@@ -192,30 +224,11 @@ def count_query(node: Node, now: datetime) -> Query:
 
     A rule that reads nothing of the person's own row (only events, email activity and other
     segments) and that nobody without any of those matches is counted from its subqueries
-    alone: everyone it matches has a row in one of them. That skips joining every person of
-    the account to an aggregate, which is most of the time of a count like "purchased at least
-    twice in the last 30 days"."""
-    if reads_person(node) or matches_without_activity(node):
-        query = compile_rule(node, now)
-        return Query(f"SELECT count(*) FROM ({query.sql}) AS matching", query.params)
-    compiler = Compiler(now)
-    where, where_params = compiler.node(node)
-    if len(compiler.subqueries) == 1:
-        alias, sql, params = compiler.subqueries[0]
-        return Query(
-            f"SELECT count(*) FROM ({sql}) AS {alias} WHERE {where}", [*params, *where_params]
-        )
-    ctes = ", ".join(f"{alias} AS MATERIALIZED ({sql})" for alias, sql, _ in compiler.subqueries)
-    people = " UNION ".join(f"SELECT person_id FROM {alias}" for alias, _, _ in compiler.subqueries)
-    joins = " ".join(
-        f"LEFT JOIN {alias} ON {alias}.person_id = p.person_id"
-        for alias, _, _ in compiler.subqueries
-    )
-    params = [param for _, _, cte_params in compiler.subqueries for param in cte_params]
-    return Query(
-        f"WITH {ctes} SELECT count(*) FROM ({people}) AS p {joins} WHERE {where}",
-        [*params, *where_params],
-    )
+    alone (compile_rule's activity_query): everyone it matches has a row in one of them. That
+    skips joining every person of the account to an aggregate, which is most of the time of a
+    count like "purchased at least twice in the last 30 days"."""
+    query = compile_rule(node, now)
+    return Query(f"SELECT count(*) FROM ({query.sql}) AS matching", query.params)
 
 
 def count_matching(node: Node, now: datetime) -> int:
