@@ -368,7 +368,10 @@ def apply_rules(
                     matching[pk].append(row[0])
     changes = {}
     for segment in segments:
-        change = write_moves(segment, now, cause, people, sorted(matching[segment.pk]))
+        # Who of them no longer matches, from Python: `NOT (id = ANY(matching))` in the DELETE
+        # compared every member asked about with every matching id.
+        leaving = sorted(set(people).difference(matching[segment.pk]))
+        change = write_moves(segment, now, cause, sorted(matching[segment.pk]), leaving)
         if change.entered or change.exited:
             record_size(segment, now, change.entered - change.exited)
             changes[segment.pk] = change
@@ -376,9 +379,9 @@ def apply_rules(
 
 
 def write_moves(
-    segment: Segment, now: datetime, cause: str, people: list[int], matching: list[int]
+    segment: Segment, now: datetime, cause: str, matching: list[int], leaving: list[int]
 ) -> Change:
-    """Of `people`, those in `matching` are members of the segment and the others not: insert
+    """The people in `matching` are members of the segment and those in `leaving` not: insert
     who entered, delete who left and log both (one change set from MASS_CHANGE moves on)."""
     with connection.cursor() as cursor:
         cursor.execute(
@@ -394,8 +397,7 @@ def write_moves(
             ),
             exited AS (
                 DELETE FROM {MEMBERSHIP} AS m
-                WHERE m.segment_id = %(segment)s AND m.person_id = ANY(%(people)s)
-                AND NOT (m.person_id = ANY(%(matching)s))
+                WHERE m.segment_id = %(segment)s AND m.person_id = ANY(%(leaving)s)
                 RETURNING person_id
             ),
             moved AS MATERIALIZED (
@@ -437,8 +439,8 @@ def write_moves(
             FROM counts
             """,
             {
-                "segment": segment.pk, "now": now, "cause": cause, "people": people,
-                "matching": matching, "mass": MASS_CHANGE, "chunk": CHUNK,
+                "segment": segment.pk, "now": now, "cause": cause, "matching": matching,
+                "leaving": leaving, "mass": MASS_CHANGE, "chunk": CHUNK,
             },
         )  # fmt: skip
         entered, exited, moved = cursor.fetchone()
