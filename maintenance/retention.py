@@ -52,19 +52,32 @@ WITH RECURSIVE names AS (
 )
 SELECT name FROM names WHERE name IS NOT NULL
 """
+# Each batch starts at the time the last one ended (the fourth parameter, null at first): the
+# index entries of rows already deleted stay until vacuum, and walking them again from the
+# start of the name's range made every batch slower than the one before it.
 DELETE_EVENTS = """
-DELETE FROM segments_event WHERE id IN (
-    SELECT id FROM segments_event WHERE name = %s AND timestamp < %s
-    ORDER BY timestamp LIMIT %s
+WITH gone AS (
+    DELETE FROM segments_event WHERE id IN (
+        SELECT id FROM segments_event
+        WHERE name = %s AND timestamp < %s AND timestamp >= coalesce(%s::timestamptz, '-infinity')
+        ORDER BY timestamp LIMIT %s
+    )
+    RETURNING timestamp
 )
+SELECT count(*), max(timestamp) FROM gone
 """
 # A delivery still queued or being sent is work in progress, not history.
 DELETE_DELIVERIES = """
-DELETE FROM messaging_delivery WHERE id IN (
-    SELECT id FROM messaging_delivery
-    WHERE created_at < %s AND state NOT IN ('queued', 'sending')
-    ORDER BY created_at LIMIT %s
+WITH gone AS (
+    DELETE FROM messaging_delivery WHERE id IN (
+        SELECT id FROM messaging_delivery
+        WHERE created_at < %s AND created_at >= coalesce(%s::timestamptz, '-infinity')
+          AND state NOT IN ('queued', 'sending')
+        ORDER BY created_at LIMIT %s
+    )
+    RETURNING created_at
 )
+SELECT count(*), max(created_at) FROM gone
 """
 
 
@@ -142,18 +155,21 @@ def delete_events(slot: Slot, before: datetime) -> int:
 
 def delete_in_batches(slot: Slot, statement: str, params: list) -> int:
     """Run a `DELETE … LIMIT batch` until it removes less than a batch; each run is its own
-    short transaction (autocommit), with the governor consulted before and after."""
+    short transaction (autocommit), with the governor consulted before and after. The
+    statement answers (rows deleted, the last one's time), and each run starts at that time.
+    """
     size = settings.RETENTION_BATCH_SIZE
-    total = 0
+    total, after = 0, None
     while True:
         slot.wait_if_behind()
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(statement, [*params, size])
-            deleted = cursor.rowcount
+            cursor.execute(statement, [*params, after, size])
+            deleted, last = cursor.fetchone()
         total += deleted
         slot.pace(deleted)
         if deleted < size:
             return total
+        after = last
 
 
 def delete_event_days(before: datetime) -> int:
