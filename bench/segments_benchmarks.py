@@ -303,8 +303,9 @@ def print_drain(rates: dict[str, list[float]], drain_items: int) -> None:
     print(f"| {'20 active':<32} | {twenty:>8,.0f} | {twenty / none:>7.2f} |")
     spent = rates["in segments"]
     print(f"\nUpdating memberships, per batch of 10,000 with 20 active segments: median "
-          f"{statistics.median(spent):.2f} s (of {10_000 / twenty:.2f} s per batch; "
-          f"{10_000 / none:.2f} s per batch with none)")  # fmt: skip
+          f"{statistics.median(spent):.2f} s, mean {statistics.mean(spent):.2f} s (of "
+          f"{10_000 / twenty:.2f} s per batch; {10_000 / none:.2f} s per batch with none); "
+          f"each batch: {', '.join(f'{s:.2f}' for s in spent)}")  # fmt: skip
 
 
 if __name__ == "__main__":
