@@ -108,6 +108,46 @@ def graph_of(segments: Iterable[Segment]) -> dict[int, list[int]]:
     return {segment.pk: list(segment.depends_on) for segment in segments}
 
 
+# The tail of every statement that moves people in or out of a segment, after its `entered`
+# and `exited` CTEs: the moves logged one row each, or from MASS_CHANGE moves on as one change
+# set with its people in sorted chunks. Parameters: segment, now, cause, mass, chunk.
+LOG_MOVES = f"""moved AS MATERIALIZED (
+                SELECT person_id, true AS entered FROM entered
+                UNION ALL SELECT person_id, false FROM exited
+            ),
+            counts AS MATERIALIZED (
+                SELECT count(*) FILTER (WHERE entered) AS entered,
+                       count(*) FILTER (WHERE NOT entered) AS exited
+                FROM moved
+            ),
+            change_set AS (
+                INSERT INTO {CHANGE_SET} (segment_id, at, cause, entered, exited)
+                SELECT %(segment)s, %(now)s, %(cause)s, entered, exited FROM counts
+                WHERE entered + exited >= %(mass)s
+                RETURNING id
+            ),
+            chunks AS (
+                INSERT INTO {CHANGE_CHUNK}
+                    (change_set_id, entered, first_person, last_person, people)
+                SELECT change_set.id, entered, min(person_id), max(person_id),
+                       array_agg(person_id ORDER BY person_id)
+                FROM (
+                    SELECT person_id, entered,
+                           (row_number() OVER (PARTITION BY entered ORDER BY person_id) - 1)
+                           / %(chunk)s AS n
+                    FROM moved
+                ) AS numbered, change_set
+                GROUP BY change_set.id, entered, n
+            ),
+            logged AS (
+                INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
+                SELECT %(segment)s, person_id, moved.entered, %(now)s, %(cause)s
+                FROM moved, counts
+                WHERE counts.entered + counts.exited < %(mass)s
+                ORDER BY moved.entered DESC, person_id
+            )"""
+
+
 def apply_rule(
     segment: Segment, rule: Node, now: datetime, cause: str, people: list[int] | None = None
 ) -> Change:
@@ -137,39 +177,7 @@ def apply_rule(
                 AND NOT EXISTS (SELECT 1 FROM matching WHERE matching.id = m.person_id)
                 RETURNING person_id
             ),
-            moved AS MATERIALIZED (
-                SELECT person_id, true AS entered FROM entered
-                UNION ALL SELECT person_id, false FROM exited
-            ),
-            counts AS (
-                SELECT count(*) FILTER (WHERE entered) AS entered,
-                       count(*) FILTER (WHERE NOT entered) AS exited
-                FROM moved
-            ),
-            change_set AS (
-                INSERT INTO {CHANGE_SET} (segment_id, at, cause, entered, exited)
-                SELECT %(segment)s, %(now)s, %(cause)s, entered, exited FROM counts
-                WHERE entered + exited >= %(mass)s
-                RETURNING id
-            ),
-            chunks AS (
-                INSERT INTO {CHANGE_CHUNK}
-                    (change_set_id, entered, first_person, last_person, people)
-                SELECT change_set.id, entered, min(person_id), max(person_id),
-                       array_agg(person_id ORDER BY person_id)
-                FROM (
-                    SELECT person_id, entered,
-                           (row_number() OVER (PARTITION BY entered ORDER BY person_id) - 1)
-                           / %(chunk)s AS n
-                    FROM moved
-                ) AS numbered, change_set
-                GROUP BY change_set.id, entered, n
-            ),
-            logged AS (
-                INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
-                SELECT %(segment)s, person_id, entered, %(now)s, %(cause)s FROM moved
-                WHERE NOT EXISTS (SELECT 1 FROM change_set)
-            )
+            {LOG_MOVES}
             SELECT entered, exited FROM counts
             """,
             {
@@ -400,41 +408,7 @@ def write_moves(
                 WHERE m.segment_id = %(segment)s AND m.person_id = ANY(%(leaving)s)
                 RETURNING person_id
             ),
-            moved AS MATERIALIZED (
-                SELECT person_id, true AS entered FROM entered
-                UNION ALL SELECT person_id, false FROM exited
-            ),
-            counts AS MATERIALIZED (
-                SELECT count(*) FILTER (WHERE entered) AS entered,
-                       count(*) FILTER (WHERE NOT entered) AS exited
-                FROM moved
-            ),
-            change_set AS (
-                INSERT INTO {CHANGE_SET} (segment_id, at, cause, entered, exited)
-                SELECT %(segment)s, %(now)s, %(cause)s, entered, exited FROM counts
-                WHERE entered + exited >= %(mass)s
-                RETURNING id
-            ),
-            chunks AS (
-                INSERT INTO {CHANGE_CHUNK}
-                    (change_set_id, entered, first_person, last_person, people)
-                SELECT change_set.id, entered, min(person_id), max(person_id),
-                       array_agg(person_id ORDER BY person_id)
-                FROM (
-                    SELECT person_id, entered,
-                           (row_number() OVER (PARTITION BY entered ORDER BY person_id) - 1)
-                           / %(chunk)s AS n
-                    FROM moved
-                ) AS numbered, change_set
-                GROUP BY change_set.id, entered, n
-            ),
-            logged AS (
-                INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
-                SELECT %(segment)s, person_id, moved.entered, %(now)s, %(cause)s
-                FROM moved, counts
-                WHERE counts.entered + counts.exited < %(mass)s
-                ORDER BY moved.entered DESC, person_id
-            )
+            {LOG_MOVES}
             SELECT counts.entered, counts.exited, ARRAY(SELECT person_id FROM moved)
             FROM counts
             """,
