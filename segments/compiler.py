@@ -141,9 +141,14 @@ class Compiler:
 
     def event(self, node: EventCondition) -> tuple[str, list[Any]]:
         if node.window is None and not node.filters:
-            # Counts over all time are kept per person and name by the drain.
+            # Counts over all time are kept per person and name by the drain. Whether someone
+            # performed it at all needs no count (a summary exists only once an event has), so
+            # that reads the (name, person) index alone; the count is in the table, not the
+            # index, so that the drain's summary updates are HOT.
+            existence = node.occurrence.operator in ("performed", "not_performed")
+            count = "1" if existence else "s.count"
             alias = self.join(
-                f"SELECT s.person_id, s.count AS n FROM {SUMMARY} AS s WHERE s.name = %s",
+                f"SELECT s.person_id, {count} AS n FROM {SUMMARY} AS s WHERE s.name = %s",
                 [node.name], "s.person_id",
             )  # fmt: skip
             return occurrence(alias, node.occurrence)
