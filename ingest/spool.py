@@ -104,8 +104,8 @@ class Spool:
 
     def _writer_lock(self) -> int:
         """This thread's descriptor of the writers' lock file (flock: one per open file, so
-        threads of one process queue on it like processes do)."""
-        self.db  # noqa: B018 (after a fork, a new connection and a new descriptor)
+        threads of one process queue on it like processes do). Call after `db`, which forgets
+        the descriptor along with the connection after a fork."""
         if self._local.lock is None:
             self._local.lock = os.open(self.path.with_name(self.path.name + ".lock"),
                                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip

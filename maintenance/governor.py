@@ -259,7 +259,7 @@ def slot(
         held._save(MaintenanceRun.State.RUNNING, "", force=True)
         _finish(run, MaintenanceRun.State.DONE, "")
     finally:
-        _set_application_name("")
+        _set_application_name(None)
 
 
 def _wait_for_turn(run: MaintenanceRun, stop: Callable[[], bool], timeout: float | None) -> None:
@@ -322,7 +322,11 @@ def _finish(run: MaintenanceRun, state: str, reason: str) -> None:
         run.save(update_fields=["state", "reason", "finished_at"])
 
 
-def _set_application_name(name: str) -> None:
-    # The governor counts other sessions' active queries; its own must not count.
+def _set_application_name(name: str | None) -> None:
+    """The governor counts other sessions' active queries; its own must not count. None: back
+    to the name the connection started with (its process's, see config.settings)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('application_name', %s, false)", [name])
+        if name is None:
+            cursor.execute("RESET application_name")
+        else:
+            cursor.execute("SELECT set_config('application_name', %s, false)", [name])

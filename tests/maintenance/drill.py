@@ -205,22 +205,23 @@ class CpuMeter(threading.Thread):
         self.started = float(Path("/proc/uptime").read_text().split()[0])
 
     @staticmethod
-    def children() -> dict[int, list[int]]:
+    def stat(pid: int | str) -> list[str] | None:
+        """/proc/<pid>/stat's fields after the command name (state first), or None if gone."""
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+
+    def children(self) -> dict[int, list[int]]:
         tree: dict[int, list[int]] = defaultdict(list)
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                tree[parent].append(int(entry.name))
+            if entry.name.isdigit() and (fields := self.stat(entry.name)):
+                tree[int(fields[1])].append(int(entry.name))
         return tree
 
     def cpu(self, pid: int) -> tuple[float, float] | None:
         """utime + stime, and when the process started, in seconds since boot."""
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        if (fields := self.stat(pid)) is None:
             return None
         return (int(fields[11]) + int(fields[12])) / self.TICK, int(fields[19]) / self.TICK
 
