@@ -348,6 +348,9 @@ RETENTION_MAX_DAYS = 3650
 # Rows deleted per batch (one short transaction each) and how often cleanup starts a round.
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000)
 RETENTION_EVERY_SECONDS = env_int("RETENTION_EVERY_SECONDS", 900)
+# Past this many rows deleted from one table in a round, the round turns autovacuum off for
+# that table and vacuums it once at the end, inside its governor slot (maintenance/retention.py).
+RETENTION_VACUUM_TAKEOVER_ROWS = env_int("RETENTION_VACUUM_TAKEOVER_ROWS", 50_000)
 # Background maintenance slots across all processes; at most one per account.
 GOVERNOR_MAX_SLOTS = env_int("GOVERNOR_MAX_SLOTS", 2)
 # Pause maintenance while this many spooled items wait, or the oldest waits this long (s).
@@ -358,8 +361,13 @@ GOVERNOR_MAX_BACKLOG_AGE = env_int("GOVERNOR_MAX_BACKLOG_AGE", 10)
 GOVERNOR_DUTY = float(env_int("GOVERNOR_DUTY_PERCENT", 50)) / 100
 GOVERNOR_BUSY_QUERIES = env_int("GOVERNOR_BUSY_QUERIES", 4)
 GOVERNOR_STALE_SECONDS = env_int("GOVERNOR_STALE_SECONDS", 900)
+# Scheduling priority (nice, 0 to 19) of a slot's PostgreSQL backend where Ferry may set it
+# (a server on this host); 0 leaves it alone.
+GOVERNOR_NICE = env_int("GOVERNOR_NICE", 19)
 if not 0 < GOVERNOR_DUTY <= 1:
     raise ImproperlyConfigured("GOVERNOR_DUTY_PERCENT must be from 1 to 100")
+if not 0 <= GOVERNOR_NICE <= 19:
+    raise ImproperlyConfigured("GOVERNOR_NICE must be from 0 to 19")
 if GOVERNOR_MAX_SLOTS < 1:
     raise ImproperlyConfigured("GOVERNOR_MAX_SLOTS must be at least 1")
 

@@ -28,12 +28,21 @@ Three rules, all in settings (`GOVERNOR_*`):
   duty is halved. Rows done, rate, pauses and state land on the slot's row about once a
   second, which is what `/staff/maintenance/` shows.
 
+- **Spare CPU only.** Where the slot's PostgreSQL backend runs on this host and Ferry may change
+  its scheduling priority (the embedded server; any server run by the same user or when the
+  worker has CAP_SYS_NICE), the backend is reniced to `GOVERNOR_NICE` (19) for the slot, so
+  its queries get the cores only when live traffic leaves them idle; the duty cycle and the
+  backlog pause still apply, and are all there is against a server elsewhere. The 2015 drill
+  showed why: at half the drain capacity the live path kept 1.7 of 2 cores busy, the drain never
+  fell behind, and what retention took came out of how fast the Track API answered.
+
 A process that dies holding a slot is noticed by the next one that asks (same host: its pid
 is gone; any host: no heartbeat for `GOVERNOR_STALE_SECONDS`), and its slot is freed.
 
 Code without a slot (a one-off command) can still call `governor.wait_if_behind()`.
 """
 
+import ipaddress
 import os
 import socket
 import time
@@ -248,6 +257,7 @@ def slot(
         raise
     held = Slot(run, stop)
     _set_application_name(f"{APPLICATION_NAME}:{kind}")
+    lowered = lower_backend_priority()
     try:
         yield held
     except BaseException as error:
@@ -260,6 +270,8 @@ def slot(
         _finish(run, MaintenanceRun.State.DONE, "")
     finally:
         _set_application_name(None)
+        if lowered is not None:
+            restore_backend_priority(*lowered)
 
 
 def _wait_for_turn(run: MaintenanceRun, stop: Callable[[], bool], timeout: float | None) -> None:
@@ -330,3 +342,47 @@ def _set_application_name(name: str | None) -> None:
             cursor.execute("RESET application_name")
         else:
             cursor.execute("SELECT set_config('application_name', %s, false)", [name])
+
+
+def lower_backend_priority() -> tuple[int, int] | None:
+    """Renice this connection's PostgreSQL backend to GOVERNOR_NICE if it runs on this host
+    and Ferry may; returns (backend pid, its nice before) to restore, or None."""
+    if not settings.GOVERNOR_NICE or not hasattr(os, "setpriority"):
+        return None
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT inet_server_addr()")
+        (address,) = cursor.fetchone()
+    # A socket connection (no address) or a loopback one reaches a server on this host; the
+    # pid must also be a postgres process here, not a namesake on another machine.
+    if address is not None and not ipaddress.ip_address(str(address)).is_loopback:
+        return None
+    if _process_name(pid) != "postgres":
+        return None
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, max(before, settings.GOVERNOR_NICE))
+    except OSError:
+        return None  # not ours to renice: the duty cycle and the backlog pause remain
+    return pid, before
+
+
+def restore_backend_priority(pid: int, nice: int) -> None:
+    """Give the backend its priority back, or close the connection if Ferry may not raise it
+    again (only root may lower a nice value), so that live work never runs on it niced."""
+    current = connection.connection
+    if current is None or current.closed or current.info.backend_pid != pid:
+        return  # the connection was replaced meanwhile; that backend is gone
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except OSError:
+        connection.close()
+
+
+def _process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""

@@ -18,14 +18,26 @@ windows ("within the last D days") are accepted only for D up to N, so they alwa
 event they ask about (segments/rules.py). The drain does not store an event older than the
 horizon (ingest/apply.py): its dedupe key is gone once the event is, so storing it again
 would count a replay twice.
+
+Vacuuming after a large deletion: autovacuum cleans `segments_event` at 2 % dead rows
+(maintenance 0002), so deleting half of a 10,000,000-event account set off a vacuum, each a
+pass over every index of the table, about every 200,000 rows: up to 25 passes, at normal
+priority, outside the governor. Once a round has deleted `RETENTION_VACUUM_TAKEOVER_ROWS` from
+a table, it turns autovacuum off for that table and vacuums it once itself when done, inside
+its slot (so on the slot's lowered priority) and with autovacuum's cost throttling. The
+setting is reset in a `finally`; a round killed in between leaves it off until that account's
+next round, which resets it at its end whatever it deleted.
 """
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 
 from accounts.models import Account, control_plane
 from ingest.models import DeadLetter
@@ -127,11 +139,15 @@ def clean_account(account: Account, slot: Slot, now: datetime | None = None) -> 
     cleaned = Cleaned()
     with account:
         events_before = horizon(policy.days("events"), now) - MARGIN
-        cleaned.events = delete_events(slot, events_before)
+        with vacuumed_after("segments_event", slot) as events:
+            cleaned.events = delete_events(slot, events_before, events)
         cleaned.event_days = delete_event_days(events_before)
         if table_exists("messaging_delivery"):
             deliveries_before = horizon(policy.days("deliveries"), now) - MARGIN
-            cleaned.deliveries = delete_in_batches(slot, DELETE_DELIVERIES, [deliveries_before])
+            with vacuumed_after("messaging_delivery", slot) as deliveries:
+                cleaned.deliveries = delete_in_batches(
+                    slot, DELETE_DELIVERIES, [deliveries_before], deliveries
+                )
         if cleaned.events or cleaned.deliveries:
             cleaned.segments_recomputed = recompute_history_readers()
     with control_plane():
@@ -146,14 +162,87 @@ def clean_account(account: Account, slot: Slot, now: datetime | None = None) -> 
     return cleaned
 
 
-def delete_events(slot: Slot, before: datetime) -> int:
+class TableCleanup:
+    """Rows a round deleted from one table, and whether it took over the table's vacuuming."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.deleted = 0
+        self.took_over = False
+
+    def add(self, deleted: int) -> None:
+        self.deleted += deleted
+        if not self.took_over and self.deleted >= settings.RETENTION_VACUUM_TAKEOVER_ROWS:
+            self.took_over = set_autovacuum(self.table, enabled=False)
+
+
+@contextmanager
+def vacuumed_after(table: str, slot: Slot) -> Iterator[TableCleanup]:
+    """Deletes from `table` in the block; past the takeover size, one VACUUM at the end."""
+    cleanup = TableCleanup(table)
+    try:
+        yield cleanup
+        if cleanup.took_over:
+            slot.wait_if_behind()
+            started = time.monotonic()
+            vacuum(table)
+            log.info("vacuumed %s after %s deletions in %.1f s", table, cleanup.deleted,
+                     time.monotonic() - started)  # fmt: skip
+    finally:
+        try:
+            if cleanup.took_over or autovacuum_is_off(table):
+                set_autovacuum(table, enabled=True)
+        except DatabaseError as error:  # the server went away: the next round resets it
+            log.warning("autovacuum of %s not reset: %s", table, error)
+
+
+def set_autovacuum(table: str, *, enabled: bool) -> bool:
+    """Turn autovacuum off (or back to the table's usual settings) for `table`; False if the
+    table's lock could not be had promptly (a running anti-wraparound vacuum, say)."""
+    change = "RESET (autovacuum_enabled)" if enabled else "SET (autovacuum_enabled = false)"
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '5s'")
+            cursor.execute(f"ALTER TABLE {table} {change}")
+    except OperationalError as error:
+        log.warning("autovacuum setting of %s left as it was: %s", table, error)
+        return False
+    return True
+
+
+def autovacuum_is_off(table: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'autovacuum_enabled=false' = ANY(reloptions) FROM pg_class "
+            "WHERE oid = to_regclass(%s)",
+            [table],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def vacuum(table: str) -> None:
+    """VACUUM (ANALYZE) throttled as autovacuum would be (a manual VACUUM is not, by default)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('vacuum_cost_delay', current_setting('autovacuum_vacuum_cost_delay'), false)"
+        )
+        try:
+            cursor.execute(f"VACUUM (ANALYZE) {table}")
+        finally:
+            cursor.execute("RESET vacuum_cost_delay")
+
+
+def delete_events(slot: Slot, before: datetime, cleanup: TableCleanup | None = None) -> int:
     with connection.cursor() as cursor:
         cursor.execute(EVENT_NAMES)
         names = [row[0] for row in cursor.fetchall()]
-    return sum(delete_in_batches(slot, DELETE_EVENTS, [name, before]) for name in names)
+    return sum(delete_in_batches(slot, DELETE_EVENTS, [name, before], cleanup) for name in names)
 
 
-def delete_in_batches(slot: Slot, statement: str, params: list) -> int:
+def delete_in_batches(
+    slot: Slot, statement: str, params: list, cleanup: TableCleanup | None = None
+) -> int:
     """Run a `DELETE … LIMIT batch` until it removes less than a batch; each run is its own
     short transaction (autocommit), with the governor consulted before and after. The
     statement answers (rows deleted, the last one's time), and each run starts at that time.
@@ -166,6 +255,8 @@ def delete_in_batches(slot: Slot, statement: str, params: list) -> int:
             cursor.execute(statement, [*params, after, size])
             deleted, last = cursor.fetchone()
         total += deleted
+        if cleanup is not None:
+            cleanup.add(deleted)
         slot.pace(deleted)
         if deleted < size:
             return total

@@ -88,9 +88,21 @@ class DrillReport(EventTally):
     retention_seconds: float = 0.0
     retention_paused_seconds: float = 0.0
     retention_finished: bool = False
+    # The big account's events table after retention: VACUUMs run by hand (retention's own),
+    # and whether autovacuum is on for it again.
+    events_vacuumed_by_retention: int = 0
+    events_autovacuum_on: bool = True
     move: str = "not run"
     drain_after_seconds: float = 0.0
     backlog_left: int = 0
+
+
+EVENTS_VACUUMED = """
+SELECT s.vacuum_count, c.reloptions FROM pg_stat_user_tables AS s
+JOIN pg_class AS c ON c.oid = s.relid
+JOIN accounts_account AS a ON a.schema_name = s.schemaname
+WHERE a.slug = 'big' AND s.relname = 'segments_event'
+"""
 
 
 class Sender(threading.Thread):
@@ -400,6 +412,7 @@ def run_drill(
                     "WHERE slug = 'big'",
                     [RETENTION_DAYS],
                 )
+                vacuumed_before = conn.execute(EVENTS_VACUUMED).fetchone()[0]
 
             retention = tasks["retention"] = ferry.popen("run_retention", "--account", "big")
             mover = start_move(ferry, targets[-1], report)
@@ -426,9 +439,12 @@ def run_drill(
                     "sum(paused_seconds) FROM maintenance_maintenancerun "
                     "WHERE kind = 'retention' AND account_label = 'big'"
                 ).fetchone()
+                vacuumed, options = conn.execute(EVENTS_VACUUMED).fetchone()
             report.retention_deleted = int(row[0] or 0)
             report.retention_seconds = float(row[1] or 0)
             report.retention_paused_seconds = float(row[2] or 0)
+            report.events_vacuumed_by_retention = vacuumed - vacuumed_before
+            report.events_autovacuum_on = "autovacuum_enabled=false" not in (options or [])
 
             log("draining")
             for sender in senders[1:]:

@@ -153,3 +153,54 @@ def test_a_spool_that_is_never_empty_but_drains_in_time_does_not_hold_maintenanc
     spool.db.execute("UPDATE items SET received_at = received_at - 3")
     assert governor.read_traffic().behind() is None
     assert governor.wait_if_behind(max_wait=0.5) == 0.0
+
+
+def backend_nice() -> tuple[int, int]:
+    from django.db import connection
+
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    return pid, os.getpriority(os.PRIO_PROCESS, pid)
+
+
+def test_a_slot_runs_its_postgresql_backend_at_low_priority_and_gives_it_back(
+    cast, spool, settings
+):
+    settings.GOVERNOR_NICE = 19
+    pid, before = backend_nice()
+    assert before < 19
+    with governor.slot("retention", cast.acme):
+        assert backend_nice() == (pid, 19)
+    assert backend_nice() == (pid, before)
+
+
+def test_a_backend_whose_priority_cannot_be_given_back_is_not_reused(
+    cast, spool, settings, monkeypatch
+):
+    from django.db import connection
+
+    settings.GOVERNOR_NICE = 19
+    pid, before = backend_nice()
+    real = os.setpriority
+
+    def unprivileged(which: int, who: int, nice: int) -> None:
+        if nice < os.getpriority(which, who):
+            raise PermissionError("only root lowers a nice value")
+        real(which, who, nice)
+
+    monkeypatch.setattr(os, "setpriority", unprivileged)
+    with governor.slot("retention", cast.acme):
+        assert backend_nice() == (pid, 19)
+    assert connection.connection is None or connection.connection.closed
+    # What was reniced is gone with its connection, not left serving live work.
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}") or os.getpriority(os.PRIO_PROCESS, pid) == before
+
+
+def test_without_a_nice_setting_the_backend_is_left_alone(cast, spool, settings):
+    settings.GOVERNOR_NICE = 0
+    pid, before = backend_nice()
+    with governor.slot("retention", cast.acme):
+        assert backend_nice() == (pid, before)

@@ -172,3 +172,57 @@ def test_the_worker_command_cleans_every_account_under_the_governor(cast, capsys
     assert "Deleted 3 events" in capsys.readouterr().out
     runs = MaintenanceRun.objects.order_by("pk").values_list("account_label", "state")
     assert ("acme", "done") in runs and ("globex", "done") in runs and ("", "done") in runs
+
+
+def reloptions(table: str) -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE oid = to_regclass(%s)", [table])
+        return cursor.fetchone()[0] or []
+
+
+def test_a_large_deletion_turns_autovacuum_off_and_vacuums_once_at_the_end(
+    cast, settings, monkeypatch
+):
+    from maintenance import retention
+
+    settings.RETENTION_VACUUM_TAKEOVER_ROWS = 4
+    seen: list[tuple[str, list[str]]] = []
+    # VACUUM cannot run inside the test's transaction; the drill test runs the real one.
+    monkeypatch.setattr(retention, "vacuum", lambda table: seen.append((table, reloptions(table))))
+    with cast.acme:
+        events(person("ann"), "login", [1, 40, 50, 60, 70, 80, 90])
+        before = reloptions("segments_event")
+        assert "autovacuum_enabled=false" not in before
+    assert clean(cast.acme).events == 6
+    with cast.acme:
+        # Vacuumed once, while autovacuum was off; afterwards the table's own settings again.
+        assert [(table, "autovacuum_enabled=false" in options) for table, options in seen] == [
+            ("segments_event", True)
+        ]
+        assert reloptions("segments_event") == before
+        assert "autovacuum_enabled=false" not in reloptions("messaging_delivery")
+
+
+def test_a_small_deletion_leaves_vacuuming_to_autovacuum_and_resets_a_killed_rounds_setting(
+    cast, settings, monkeypatch
+):
+    from django.db import connection
+
+    from maintenance import retention
+
+    settings.RETENTION_VACUUM_TAKEOVER_ROWS = 100
+    seen: list[str] = []
+    monkeypatch.setattr(retention, "vacuum", seen.append)
+    with cast.acme:
+        events(person("ann"), "login", [1, 40, 50])
+        # As a round killed between turning autovacuum off and back on would leave it.
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE segments_event SET (autovacuum_enabled = false)")
+    assert clean(cast.acme).events == 2
+    assert seen == []
+    with cast.acme:
+        assert "autovacuum_enabled=false" not in reloptions("segments_event")
+    with cast.globex:
+        assert "autovacuum_enabled=false" not in reloptions("segments_event")
