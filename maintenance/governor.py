@@ -184,6 +184,21 @@ class Slot:
         self.paused_seconds = 0.0
         self._since = time.monotonic()
         self._saved = 0.0
+        # (backend pid, nice before) while the slot's backend runs at lowered priority.
+        self.lowered: tuple[int, int] | None = None
+
+    @contextmanager
+    def full_priority(self) -> Iterator[None]:
+        """Work that holds a lock live traffic waits for (the account's writer lock) runs at
+        the usual priority: a niced backend holding it would make the drain wait for spare
+        CPU. Where the priority cannot be given back, the block runs on a new connection."""
+        if self.lowered is not None:
+            restore_backend_priority(*self.lowered)
+            self.lowered = None
+        try:
+            yield
+        finally:
+            self.lowered = lower_backend_priority()
 
     def wait_if_behind(self) -> float:
         def show_pause(reason: str) -> None:
@@ -257,7 +272,7 @@ def slot(
         raise
     held = Slot(run, stop)
     _set_application_name(f"{APPLICATION_NAME}:{kind}")
-    lowered = lower_backend_priority()
+    held.lowered = lower_backend_priority()
     try:
         yield held
     except BaseException as error:
@@ -270,8 +285,8 @@ def slot(
         _finish(run, MaintenanceRun.State.DONE, "")
     finally:
         _set_application_name(None)
-        if lowered is not None:
-            restore_backend_priority(*lowered)
+        if held.lowered is not None:
+            restore_backend_priority(*held.lowered)
 
 
 def _wait_for_turn(run: MaintenanceRun, stop: Callable[[], bool], timeout: float | None) -> None:

@@ -149,7 +149,8 @@ def clean_account(account: Account, slot: Slot, now: datetime | None = None) -> 
                     slot, DELETE_DELIVERIES, [deliveries_before], deliveries
                 )
         if cleaned.events or cleaned.deliveries:
-            cleaned.segments_recomputed = recompute_history_readers()
+            with slot.full_priority():  # under the drain's lock
+                cleaned.segments_recomputed = recompute_history_readers()
     with control_plane():
         cleaned.dead_letters = delete_dead_letters(
             slot, account.pk, horizon(policy.days("dead_letters"), now)

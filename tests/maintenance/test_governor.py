@@ -204,3 +204,13 @@ def test_without_a_nice_setting_the_backend_is_left_alone(cast, spool, settings)
     pid, before = backend_nice()
     with governor.slot("retention", cast.acme):
         assert backend_nice() == (pid, before)
+
+
+def test_work_under_the_drains_lock_runs_at_full_priority_inside_a_slot(cast, spool, settings):
+    settings.GOVERNOR_NICE = 19
+    pid, before = backend_nice()
+    with governor.slot("retention", cast.acme) as held:
+        with held.full_priority():
+            assert backend_nice() == (pid, before)
+        assert backend_nice() == (pid, 19)
+    assert backend_nice() == (pid, before)
