@@ -223,13 +223,15 @@ def autovacuum_is_off(table: str) -> bool:
 
 
 def vacuum(table: str) -> None:
-    """VACUUM (ANALYZE) throttled as autovacuum would be (a manual VACUUM is not, by default)."""
+    """VACUUM (ANALYZE) throttled as autovacuum would be (a manual VACUUM is not, by default),
+    and in this backend alone: parallel index workers would be new processes at the usual
+    priority (the slot's lowered one is this backend's)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('vacuum_cost_delay', current_setting('autovacuum_vacuum_cost_delay'), false)"
         )
         try:
-            cursor.execute(f"VACUUM (ANALYZE) {table}")
+            cursor.execute(f"VACUUM (ANALYZE, PARALLEL 0) {table}")
         finally:
             cursor.execute("RESET vacuum_cost_delay")
 
