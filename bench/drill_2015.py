@@ -65,6 +65,17 @@ def main() -> None:
                 for p in (before, during)]  # fmt: skip
         print(f"| {kind or 'all'} | {used[0]:.2f} | {used[1]:.2f} |")
     print()
+    print("| the machine | before | during |\n|---|---|---|")
+    for name, label in [
+        ("cpu some", "some task waited for a CPU, share of the time"),
+        ("io some", "some task waited for I/O, share of the time"),
+        ("io full", "every task waited for I/O, share of the time"),
+        ("written MB", "written to disk, MB/s"),
+    ]:
+        if name in before.machine and name in during.machine:
+            print(f"| {label} | {before.machine[name] / before.seconds:.2f} | "
+                  f"{during.machine[name] / during.seconds:.2f} |")  # fmt: skip
+    print()
     print("| what | value |\n|---|---|")
     rows = [
         ("events older than 45 days in the big account", f"{report.old_events:,}"),

@@ -54,6 +54,9 @@ class Phase:
     dashboard_ms: list[float] = field(default_factory=list)
     accept_ms: list[float] = field(default_factory=list)  # Track API requests, answered 200
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by kind of process
+    # The whole machine's: share of the time some task waited for a CPU / for I/O (Linux
+    # pressure stall information), and megabytes written to block devices.
+    machine: dict[str, float] = field(default_factory=dict)
 
     @property
     def drained(self) -> int:
@@ -197,6 +200,28 @@ class Prober(threading.Thread):
                 connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             time.sleep(self.interval)
+
+
+def machine_counters() -> dict[str, float]:
+    """Cumulative stall seconds (/proc/pressure) and MB written (/proc/vmstat), where Linux
+    has them."""
+    counters: dict[str, float] = {}
+    for resource in ("cpu", "io"):
+        try:
+            with open(f"/proc/pressure/{resource}") as pressure:
+                for line in pressure:
+                    kind, *values = line.split()
+                    total = dict(value.split("=") for value in values)["total"]
+                    counters[f"{resource} {kind}"] = int(total) / 1e6
+        except OSError:
+            pass
+    try:
+        with open("/proc/vmstat") as vmstat:
+            pages = dict(line.split() for line in vmstat)
+        counters["written MB"] = int(pages["pgpgout"]) / 1024  # pgpgout counts KB
+    except (OSError, KeyError):
+        pass
+    return counters
 
 
 class CpuMeter(threading.Thread):
@@ -385,7 +410,7 @@ def run_drill(
                 prober.phase = phase
                 for sender in senders[1:]:
                     sender.phase = phase
-                cpu = meter.snapshot()
+                cpu, machine = meter.snapshot(), machine_counters()
                 started = time.monotonic()
                 while not until(time.monotonic() - started):
                     time.sleep(0.5)
@@ -399,6 +424,10 @@ def run_drill(
                 phase.cpu = {
                     kind: used - cpu.get(kind, 0.0) for kind, used in meter.snapshot().items()
                 }
+                phase.machine = {
+                    name: value - machine[name]
+                    for name, value in machine_counters().items() if name in machine
+                }  # fmt: skip
 
             log("phase before")
             before = report.phases["before"] = Phase("before")
