@@ -39,6 +39,11 @@ ANONYMOUS_MERGE_WINDOW_DAYS = 30
 # Customer.io removes an attribute that is sent empty.
 EMPTY = (None, "")
 NEVER = float("-inf")
+# attribute_times' key for the time of every attribute in `attributes` without an entry of its
+# own: people created whole (an import's rows) store {"": at} instead of one entry per
+# attribute, about a fifth of the COPY's PostgreSQL time saved. No attribute is named "": the
+# API, the import's mapping and the dashboard all refuse a blank name.
+EVERY_ATTRIBUTE = ""
 # Attributes that also change how the batch finds the person, or a column of their own.
 IDENTITY_ATTRIBUTES = frozenset({"email", "unsubscribed", "anonymous_id"})
 # `column = ANY_OF_JSON` with a JSON list of strings (see as_json) as the parameter.
@@ -248,13 +253,21 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
             # A person this batch creates, given their first values (an import's every row):
             # nothing is stored to lose to, and touched_keys takes new people whole, so the
             # loop below would only compare with nothing. Its email, if any, is theirs already.
-            state.attribute_times = dict.fromkeys(values, at)
+            # One time for them all, unless an attribute is already there without a time (the
+            # email they were created by, not given again), which must keep none.
+            whole = attributes.keys() <= values.keys()
+            state.attribute_times = {EVERY_ATTRIBUTE: at} if whole else dict.fromkeys(values, at)
             attributes.update(values)
             state.changed = True
             return None
     changed = False
+    every = times.get(EVERY_ATTRIBUTE, NEVER)
     for name, value in values.items():
-        stored_at = times.get(name, NEVER)
+        stored_at = times.get(name)
+        if stored_at is None:
+            # A removed attribute keeps its own time, so one absent from `attributes` without
+            # a time was never set.
+            stored_at = every if name in attributes else NEVER
         if at < stored_at:
             continue
         changed = (
