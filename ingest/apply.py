@@ -441,11 +441,15 @@ def write_people(cursor, batch: Batch, now: float) -> None:
     stamp = datetime.fromtimestamp(now, UTC)
     if created:
         # New people go in by COPY with ids drawn from the table's sequence first: the
-        # batch's events need the ids, and COPY returns none.
+        # batch's events need the ids, and COPY returns none. MATERIALIZED: a subquery would
+        # be pulled up and the sequence looked up by name for every row, five times the cost
+        # of the nextval calls themselves (about 1 s of a 300,000-row import).
         cursor.execute(
             f"""
-            SELECT nextval(sequence) FROM generate_series(1, %s),
-                (SELECT pg_get_serial_sequence('{PERSON}', 'id')::regclass AS sequence) AS s
+            WITH s AS MATERIALIZED (
+                SELECT pg_get_serial_sequence('{PERSON}', 'id')::regclass AS sequence
+            )
+            SELECT nextval(sequence) FROM s, generate_series(1, %s)
             """,
             [len(created)],
         )
