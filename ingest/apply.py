@@ -42,7 +42,9 @@ NEVER = float("-inf")
 # attribute_times' key for the time of every attribute in `attributes` without an entry of its
 # own: people created whole (an import's rows) store {"": at} instead of one entry per
 # attribute, about a fifth of the COPY's PostgreSQL time saved. No attribute is named "": the
-# API, the import's mapping and the dashboard all refuse a blank name.
+# API, the import's mapping and the dashboard all refuse a blank name. `unsubscribed`, which
+# messaging.events compares in SQL, always has an entry of its own: people created whole are
+# given no identity attribute but their email.
 EVERY_ATTRIBUTE = ""
 # Attributes that also change how the batch finds the person, or a column of their own.
 IDENTITY_ATTRIBUTES = frozenset({"email", "unsubscribed", "anonymous_id"})
