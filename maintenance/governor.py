@@ -64,6 +64,7 @@ HOST = socket.gethostname()
 # pg_advisory_xact_lock key for handing out slots ("ferrygov").
 SLOT_LOCK = 0x666572727967
 POLL_SECONDS = 0.5
+CAP_SYS_NICE = 23  # linux/capability.h
 APPLICATION_NAME = "ferry-maintenance"
 
 
@@ -377,10 +378,32 @@ def lower_backend_priority() -> tuple[int, int] | None:
         return None
     try:
         before = os.getpriority(os.PRIO_PROCESS, pid)
+        if not may_raise_priority(before) and connection.in_atomic_block:
+            # Giving it back would mean closing the connection, and with it the caller's
+            # transaction: leave this backend alone.
+            return None
         os.setpriority(os.PRIO_PROCESS, pid, max(before, settings.GOVERNOR_NICE))
     except OSError:
         return None  # not ours to renice: the duty cycle and the backlog pause remain
     return pid, before
+
+
+def may_raise_priority(nice: int) -> bool:
+    """May this process set a nice value as low as `nice` again? Root or CAP_SYS_NICE may;
+    others as far as RLIMIT_NICE allows (its soft limit is 20 minus the lowest nice)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as status:
+            capabilities = next(line for line in status if line.startswith("CapEff:"))
+        if int(capabilities.split()[1], 16) & (1 << CAP_SYS_NICE):
+            return True
+    except (OSError, StopIteration, ValueError):
+        pass
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NICE)
+    return soft == resource.RLIM_INFINITY or 20 - soft <= nice
 
 
 def restore_backend_priority(pid: int, nice: int) -> None:
