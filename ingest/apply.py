@@ -48,6 +48,8 @@ NEVER = float("-inf")
 EVERY_ATTRIBUTE = ""
 # Attributes that also change how the batch finds the person, or a column of their own.
 IDENTITY_ATTRIBUTES = frozenset({"email", "unsubscribed", "anonymous_id"})
+# The account's writer lock (see lock_writer), for the connection's current schema.
+WRITER_LOCK = "hashtext(current_schema())"
 # `column = ANY_OF_JSON` with a JSON list of strings (see as_json) as the parameter.
 ANY_OF_JSON = "ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
 
@@ -105,6 +107,8 @@ class Batch:
         self.events: list[tuple] = []
         self.merges: list[tuple[PersonState, str]] = []
         self.segment_items: list[tuple[int, dict]] = []  # (item index, manual segment change)
+        # The identifiers the items name (customer ids, emails, anonymous ids), set by load.
+        self.named: tuple[set, set, set] = (set(), set(), set())
 
     def load(self, items: list[dict]) -> None:
         """Read the people the items name: whole for the ones whose attributes may change,
@@ -130,6 +134,7 @@ class Batch:
                 anonymous.add(item["anonymous_id"])
         event_ids -= ids
         event_emails -= emails
+        self.named = (ids | event_ids, emails | event_emails, anonymous)
         if not (ids or emails or anonymous or event_ids or event_emails):
             return
         with bound_cursor() as cursor:
@@ -190,6 +195,43 @@ class Batch:
                         )
                         self.loaded[id_] = state
                         self.remember(state)
+
+    def people(self) -> list[PersonState]:
+        """Every person the batch holds, once each."""
+        states = (*self.loaded.values(), *self.by_id.values(), *self.by_email.values(),
+                  *self.by_anonymous.values())  # fmt: skip
+        return list({id(state): state for state in states}.values())
+
+    def carry_over(self, previous: "Batch") -> None:
+        """See the people `previous` holds as `previous` leaves them (after load).
+
+        For a batch read while `previous` is still being written on another connection (an
+        import's chunks, segments.imports): what load read of those people is stale, and the
+        ones `previous` creates are not there at all. Copies, never `previous`'s own states:
+        another thread writes those meanwhile. Ids of new people are already drawn (see
+        assign_ids), so the copies are existing people to this batch. People `previous` only
+        read for events (partial) keep their stored row, which it does not change.
+        """
+        held = [state for state in previous.people() if not state.partial]
+        stale = {state.id for state in held} | previous.deleted
+        kept = [state for state in self.loaded.values() if state.id not in stale]
+        self.loaded, self.by_id, self.by_email, self.by_anonymous = {}, {}, {}, {}
+        for state in kept:
+            self.loaded[state.id] = state
+            self.remember(state)
+        ids, emails, anonymous = self.named
+        found = [previous.by_id.get(value) for value in ids]
+        found += [previous.by_email.get(value) for value in emails]
+        found += [previous.by_anonymous.get(value) for value in anonymous]
+        for state in found:
+            if state is None or state.partial or state.id in self.loaded:
+                continue
+            copy = PersonState(
+                state.id, state.customer_id, state.email, dict(state.attributes),
+                dict(state.attribute_times), state.unsubscribed,
+            )  # fmt: skip
+            self.loaded[copy.id] = copy
+            self.remember(copy)
 
     def remember(self, state: PersonState) -> None:
         if state.customer_id:
@@ -366,22 +408,45 @@ def apply_items(items: list[dict]) -> Outcome:
     """Apply an account's items (the connection is already on its schema) in one transaction."""
     received_at = time.time()
     with transaction.atomic():
-        # One writer per account at a time: people are read, changed in memory and written
-        # back, so two drain workers on the same account would overwrite each other's changes
-        # (or deadlock). Workers on different accounts proceed in parallel.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
-        batch = Batch()
-        batch.load(items)
-        outcome = plan(batch, items, received_at)
-        with bound_cursor() as cursor:
-            write_people(cursor, batch, received_at)
-            write_events(cursor, batch, received_at)
-            merge_anonymous(cursor, batch)
-            write_segment_changes(cursor, batch, outcome)
-        unsubscribed = record_messaging(items)
-        update_segment_memberships(touched_keys(batch, unsubscribed))
+        lock_writer()
+        batch, outcome = prepare(items, received_at)
+        write_batch(batch, outcome, items, received_at)
     return outcome
+
+
+def lock_writer() -> None:
+    """One writer per account at a time, until the transaction ends: people are read, changed
+    in memory and written back, so two drain workers on the same account would overwrite each
+    other's changes (or deadlock). Workers on different accounts proceed in parallel. (An
+    import holds the same key as a session lock for a stretch of chunks: segments.imports.)"""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+
+
+def prepare(
+    items: list[dict], received_at: float, previous: Batch | None = None
+) -> tuple[Batch, Outcome]:
+    """Read the people the items name and apply the items to them in memory, new people
+    given their ids; `previous` is a batch planned before, not yet committed (carry_over)."""
+    batch = Batch()
+    batch.load(items)
+    if previous is not None:
+        batch.carry_over(previous)
+    outcome = plan(batch, items, received_at)
+    with bound_cursor() as cursor:
+        assign_ids(cursor, batch)
+    return batch, outcome
+
+
+def write_batch(batch: Batch, outcome: Outcome, items: list[dict], received_at: float) -> None:
+    """Write a prepared batch, in the caller's transaction, under the account's writer lock."""
+    with bound_cursor() as cursor:
+        write_people(cursor, batch, received_at)
+        write_events(cursor, batch, received_at)
+        merge_anonymous(cursor, batch)
+        write_segment_changes(cursor, batch, outcome)
+    unsubscribed = record_messaging(items)
+    update_segment_memberships(touched_keys(batch, unsubscribed))
 
 
 def record_messaging(items: list[dict]) -> set[int]:
@@ -432,31 +497,45 @@ def bound_cursor() -> psycopg.Cursor:
     return psycopg.Cursor(connection.connection)
 
 
-def write_people(cursor, batch: Batch, now: float) -> None:
-    if batch.deleted:
-        cursor.execute(f"DELETE FROM {PERSON} WHERE id = ANY(%s)", [list(batch.deleted)])
+def written_people(batch: Batch) -> list[PersonState]:
+    """The people write_people looks at: the batch's, its merges' and its events'."""
     states = {id(state): state for state in (*batch.by_id.values(), *batch.by_email.values())}
     states.update({id(s): s for s, _ in batch.merges})
     states.update({id(e[0]): e[0] for e in batch.events if e[0] is not None})
-    created = [s for s in states.values() if s.created and s.id is None]
-    changed = [s for s in states.values() if s.changed and s.id is not None]
+    return list(states.values())
+
+
+def assign_ids(cursor, batch: Batch) -> None:
+    """Draw the ids of the people the batch creates from the table's sequence, before any
+    write: the batch's events need them, COPY returns none, and a batch planned while this one
+    is written must know them (Batch.carry_over). A batch that fails leaves a gap, harmless.
+    MATERIALIZED: a subquery would be pulled up and the sequence looked up by name for every
+    row, five times the cost of the nextval calls themselves (about 1 s of a 300,000-row
+    import)."""
+    created = [s for s in written_people(batch) if s.created and s.id is None]
+    if not created:
+        return
+    cursor.execute(
+        f"""
+        WITH s AS MATERIALIZED (
+            SELECT pg_get_serial_sequence('{PERSON}', 'id')::regclass AS sequence
+        )
+        SELECT nextval(sequence) FROM s, generate_series(1, %s)
+        """,
+        [len(created)],
+    )
+    for state, (new_id,) in zip(created, cursor.fetchall(), strict=True):
+        state.id = new_id
+
+
+def write_people(cursor, batch: Batch, now: float) -> None:
+    if batch.deleted:
+        cursor.execute(f"DELETE FROM {PERSON} WHERE id = ANY(%s)", [list(batch.deleted)])
+    states = written_people(batch)
+    created = [s for s in states if s.created]  # their ids drawn by assign_ids
+    changed = [s for s in states if s.changed and not s.created]
     stamp = datetime.fromtimestamp(now, UTC)
     if created:
-        # New people go in by COPY with ids drawn from the table's sequence first: the
-        # batch's events need the ids, and COPY returns none. MATERIALIZED: a subquery would
-        # be pulled up and the sequence looked up by name for every row, five times the cost
-        # of the nextval calls themselves (about 1 s of a 300,000-row import).
-        cursor.execute(
-            f"""
-            WITH s AS MATERIALIZED (
-                SELECT pg_get_serial_sequence('{PERSON}', 'id')::regclass AS sequence
-            )
-            SELECT nextval(sequence) FROM s, generate_series(1, %s)
-            """,
-            [len(created)],
-        )
-        for state, (new_id,) in zip(created, cursor.fetchall(), strict=True):
-            state.id = new_id
         names = (
             "id, customer_id, email, attributes, attribute_times, unsubscribed, created_at, "
             "updated_at"
