@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Full, Queue
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -151,14 +152,15 @@ class ChunkWriter:
     def write(self, planned: "Planned") -> Future:
         return self.thread.submit(self._write, planned)
 
-    def _write(self, planned: "Planned") -> DatabaseError | None:
+    def _write(self, planned: "Planned") -> Exception | None:
         """Write and report a chunk; the database's error if the chunk's transaction failed
         (nothing of it committed, nothing reported). Errors after the commit are raised: the
-        chunk must not be applied again."""
+        chunk must not be applied again. (Apply's own cursors raise psycopg's errors, not
+        Django's.)"""
         try:
             with transaction.atomic():
                 write_batch(planned.batch, planned.outcome, planned.items, planned.received_at)
-        except DatabaseError as error:
+        except (DatabaseError, psycopg.Error) as error:
             return error
         _reject(self.job, planned.problems)
         _report(self.job, planned.chunk, planned.outcome)
@@ -171,7 +173,7 @@ class ChunkWriter:
         except DatabaseError:
             pass  # a broken connection: closing it lets go of the lock as well
         finally:
-            self.run(connection.close)
+            self.run(_close_connection)
             self.thread.shutdown()
 
 
@@ -253,6 +255,10 @@ def _apply_alone(job: Import, planned: Planned) -> None:
 def _execute(sql: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql)
+
+
+def _close_connection() -> None:
+    connection.close()  # looked up here: `connection` is each thread's own
 
 
 def in_background[T](source: Iterator[T], depth: int = 2) -> Iterator[T]:
