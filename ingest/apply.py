@@ -363,9 +363,13 @@ def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:
             if state is None and item.get("update_only"):
                 outcome.failures.append((index, "_update: the person does not exist"))
                 continue
+            created = state is None
             state = state or batch.create(item["person"])
             reason = set_attributes(batch, state, item["attributes"], item["at"])
             if reason:
+                # Nothing of a failed item is stored: not the person it alone would create.
+                if created:
+                    batch.forget(state)
                 outcome.failures.append((index, reason))
                 continue
             if item.get("anonymous_id"):

@@ -53,6 +53,16 @@ def test_a_failing_item_becomes_a_dead_letter_and_the_rest_are_applied(cast, spo
     assert spool.pending_count() == 0
 
 
+def test_an_identify_refused_for_a_taken_email_creates_nobody(cast, spool):
+    taken = wire.cio_identify("1", {"email": "ann@example.com"})
+    refused = wire.cio_identify("2", {"email": "ann@example.com", "plan": "pro"})
+    spool_items(spool, cast.acme, taken, refused, wire.cio_identify("3", {"plan": "free"}))
+    result = drain(spool)
+    assert (result.applied, result.dead) == (2, 1)
+    assert sorted(people(cast.acme)) == ["1", "3"]
+    assert "belongs to another person" in DeadLetter.objects.get().error
+
+
 def test_items_for_a_deleted_account_are_dead_letters(cast, spool):
     spool.append("999999", [json.dumps(wire.cio_event("1", {"name": "x"}))])
     assert drain(spool).dead == 1

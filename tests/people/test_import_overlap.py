@@ -155,6 +155,7 @@ def test_an_email_taken_in_an_earlier_chunk_is_refused_and_a_freed_one_is_given(
     assert (emails["1"], emails["2"], emails["4"], emails["6"]) == (
         "g@x.com", "f@x.com", "e@x.com", "h@x.com",
     )  # fmt: skip
+    assert sorted(emails) == ["1", "2", "4", "6"]  # the refused rows created nobody
     assert True in overlapped
 
 
