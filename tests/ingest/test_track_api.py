@@ -154,7 +154,9 @@ def test_an_email_that_belongs_to_someone_else_fails_the_change_but_answers_200(
     assert response.status_code == 200
     result = drain(spool)
     assert result.dead == 1
-    assert "plan" not in people(cast.acme)["2"].attributes
+    # Nothing of the failed change is stored: not its plan, not the person it alone named.
+    assert "2" not in people(cast.acme)
+    assert people(cast.acme)["1"].attributes == {"email": "ann@x.io"}
 
 
 def test_v2_batch_applies_every_operation(cast, spool, acme_key):
