@@ -1,34 +1,12 @@
 """The people pages as a teammate clicks through them, in real Chromium."""
 
-import threading
-
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_login import log_in
+from tests.threads import in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def in_thread(function) -> None:
-    """Django refuses ORM calls beside Playwright's event loop: run them in a thread."""
-    from django.db import connection
-
-    errors = []
-
-    def run() -> None:
-        try:
-            function()
-        except Exception as error:  # re-raised in the test's thread below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join()
-    if errors:
-        raise errors[0]
 
 
 @pytest.fixture

@@ -195,16 +195,24 @@ def unprivileged_setpriority(monkeypatch) -> None:
     monkeypatch.setattr(os, "setpriority", setpriority)
 
 
+@pytest.fixture
+def unprivileged(settings, monkeypatch) -> tuple[int, int]:
+    """A worker without CAP_SYS_NICE: it may lower its backend's priority, not give it back.
+    Returns the backend's pid and nice value before."""
+    settings.GOVERNOR_NICE = 19
+    pid_and_nice = backend_nice()
+    unprivileged_setpriority(monkeypatch)
+    monkeypatch.setattr(governor, "may_raise_priority", lambda nice: False)
+    return pid_and_nice
+
+
 def test_a_backend_whose_priority_could_not_be_given_back_is_not_reused(
-    cast, spool, settings, monkeypatch
+    cast, spool, unprivileged, monkeypatch
 ):
     from django.db import connection
 
-    settings.GOVERNOR_NICE = 19
-    pid, before = backend_nice()
-    unprivileged_setpriority(monkeypatch)
-    # As a worker outside any transaction sees it: lowering is allowed, giving back is not.
-    monkeypatch.setattr(governor, "may_raise_priority", lambda nice: False)
+    pid, before = unprivileged
+    # As a worker outside any transaction sees it.
     # (On the proxy's class: `connection` here and in the governor is django.db's proxy.)
     monkeypatch.setattr(type(connection), "in_atomic_block", False, raising=False)
     with governor.slot("retention", cast.acme):
@@ -218,12 +226,9 @@ def test_a_backend_whose_priority_could_not_be_given_back_is_not_reused(
 
 
 def test_inside_a_transaction_a_backend_is_reniced_only_if_it_can_be_given_back(
-    cast, spool, settings, monkeypatch
+    cast, spool, unprivileged
 ):
-    settings.GOVERNOR_NICE = 19
-    pid, before = backend_nice()
-    unprivileged_setpriority(monkeypatch)
-    monkeypatch.setattr(governor, "may_raise_priority", lambda nice: False)
+    pid, before = unprivileged
     with governor.slot("retention", cast.acme) as held:
         assert backend_nice() == (pid, before) and held.lowered is None
     # The caller's transaction goes on, on the same backend.

@@ -10,7 +10,7 @@ which run_import does inside a transaction.
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.db import connection, transaction
@@ -20,26 +20,7 @@ from accounts.models import Account
 from ingest.apply import apply_items
 from segments import imports
 from segments.models import Import, Person
-
-
-def in_thread[T](function: Callable[[], T]) -> T:
-    """Run on a thread of its own: its own connection, autocommit, closed afterwards."""
-    results, errors = [], []
-
-    def run() -> None:
-        try:
-            results.append(function())
-        except BaseException as error:  # re-raised in the test's thread below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join(timeout=120)
-    if errors:
-        raise errors[0]
-    return results[0]
+from tests.threads import in_thread
 
 
 @pytest.fixture

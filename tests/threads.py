@@ -1,0 +1,30 @@
+"""Running test code on a thread of its own, with its own database connection."""
+
+import threading
+from collections.abc import Callable
+
+from django.db import connection
+
+
+def in_thread[T](function: Callable[[], T], timeout: float = 120) -> T:
+    """`function()` on a thread of its own: its own connection (autocommit, outside the test's
+    transaction; Django also refuses ORM calls beside Playwright's event loop), closed
+    afterwards. Its result is returned and its exception raised here."""
+    results, errors = [], []
+
+    def run() -> None:
+        try:
+            results.append(function())
+        except BaseException as error:  # re-raised in the test's thread below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(timeout=timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"{function!r} still running after {timeout} s")
+    if errors:
+        raise errors[0]
+    return results[0]
