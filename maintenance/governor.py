@@ -44,6 +44,7 @@ Code without a slot (a one-off command) can still call `governor.wait_if_behind(
 
 import ipaddress
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -400,8 +401,6 @@ def may_raise_priority(nice: int) -> bool:
             return True
     except (OSError, StopIteration, ValueError):
         pass
-    import resource
-
     soft, _hard = resource.getrlimit(resource.RLIMIT_NICE)
     return soft == resource.RLIM_INFINITY or 20 - soft <= nice
 

@@ -236,16 +236,14 @@ def vacuum(table: str) -> None:
             cursor.execute("RESET vacuum_cost_delay")
 
 
-def delete_events(slot: Slot, before: datetime, cleanup: TableCleanup | None = None) -> int:
+def delete_events(slot: Slot, before: datetime, cleanup: TableCleanup) -> int:
     with connection.cursor() as cursor:
         cursor.execute(EVENT_NAMES)
         names = [row[0] for row in cursor.fetchall()]
     return sum(delete_in_batches(slot, DELETE_EVENTS, [name, before], cleanup) for name in names)
 
 
-def delete_in_batches(
-    slot: Slot, statement: str, params: list, cleanup: TableCleanup | None = None
-) -> int:
+def delete_in_batches(slot: Slot, statement: str, params: list, cleanup: TableCleanup) -> int:
     """Run a `DELETE … LIMIT batch` until it removes less than a batch; each run is its own
     short transaction (autocommit), with the governor consulted before and after. The
     statement answers (rows deleted, the last one's time), and each run starts at that time.
@@ -258,8 +256,7 @@ def delete_in_batches(
             cursor.execute(statement, [*params, after, size])
             deleted, last = cursor.fetchone()
         total += deleted
-        if cleanup is not None:
-            cleanup.add(deleted)
+        cleanup.add(deleted)
         slot.pace(deleted)
         if deleted < size:
             return total

@@ -109,8 +109,7 @@ def run_import(job: Import) -> None:
     with collector_paused():
         if connection.in_atomic_block:
             for chunk, problems in chunks:
-                _reject(job, problems)
-                _apply(job, chunk)
+                _apply_chunk(job, chunk, problems)
         else:
             _apply_overlapped(job, chunks)
     job.rows_total = job.rows_done  # exact now: quoted line breaks and blank lines counted right
@@ -241,15 +240,9 @@ def _settle(writer: ChunkWriter, job: Import, pending: tuple[Planned, Future]) -
         return True
     log.warning("an import chunk failed to write, applied again on its own: %s", failure)
     writer.unlock()
-    _apply_alone(job, planned)
+    # Read afresh on this connection; if this fails too, the import fails with the error.
+    _apply_chunk(job, planned.chunk, planned.problems)
     return False
-
-
-def _apply_alone(job: Import, planned: Planned) -> None:
-    """A chunk whose write failed, applied again on this connection (the writer holding no
-    lock), read afresh; if this fails too, the import fails with the error, as it always did."""
-    _reject(job, planned.problems)
-    _apply(job, planned.chunk)
 
 
 def _execute(sql: str) -> None:
@@ -295,7 +288,9 @@ def in_background[T](source: Iterator[T], depth: int = 2) -> Iterator[T]:
         stopped.set()
 
 
-def _apply(job: Import, chunk: list[tuple[int, dict]]) -> None:
+def _apply_chunk(job: Import, chunk: list[tuple[int, dict]], problems: list) -> None:
+    """A chunk applied whole on this connection: the reader's rejections, then its rows."""
+    _reject(job, problems)
     outcome = apply_items([item for _, item in chunk]) if chunk else Outcome()
     _report(job, chunk, outcome)
 
