@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from django.db import connection
 
 from config.metrics import time_segment_recompute
-from segments.compiler import compile_rule, compile_rules
+from segments.compiler import Query, compile_rule, compile_rules
 from segments.models import (
     MembershipChange,
     MembershipChangeChunk,
@@ -111,9 +111,13 @@ def graph_of(segments: Iterable[Segment]) -> dict[int, list[int]]:
 # The tail of every statement that moves people in or out of a segment, after its `entered`
 # and `exited` CTEs: the moves logged one row each, or from MASS_CHANGE moves on as one change
 # set with its people in sorted chunks. Parameters: segment, now, cause, mass, chunk.
+# Who left is deleted before anyone is inserted: the DELETE reads the segment's range of the
+# primary key, and after the INSERT that range would also hold every new entry (610,000 of
+# them in a recompute that turned an AND into an OR), each one looked up in the heap only to
+# find it invisible to the statement.
 LOG_MOVES = f"""moved AS MATERIALIZED (
-                SELECT person_id, true AS entered FROM entered
-                UNION ALL SELECT person_id, false FROM exited
+                SELECT person_id, false AS entered FROM exited
+                UNION ALL SELECT person_id, true FROM entered
             ),
             counts AS MATERIALIZED (
                 SELECT count(*) FILTER (WHERE entered) AS entered,
@@ -149,12 +153,79 @@ LOG_MOVES = f"""moved AS MATERIALIZED (
 
 
 def apply_rule(
-    segment: Segment, rule: Node, now: datetime, cause: str, people: list[int] | None = None
-) -> Change:
-    """Make the segment's members match the rule (for everyone, or for `people`)."""
+    segment: Segment, rule: Node, now: datetime, cause: str, people: list[int] | None = None,
+    *, parallel: bool = False,
+) -> Change:  # fmt: skip
+    """Make the segment's members match the rule (for everyone, or for `people`).
+
+    For everyone, who matches is decided first, on its own (`decide_apart`): with `parallel`,
+    by several PostgreSQL processes at once."""
     query = compile_rule(rule, now, people)
-    if people is None and segment.recomputed_at is None and not segment.member_count:
-        return first_computation(segment, query, now)
+    if people is not None:
+        change = write_rule(segment, query, now, cause, people)
+        if change.entered or change.exited:
+            record_size(segment, now, change.entered - change.exited)
+        return change
+    matching, size = decide_apart(query, parallel)
+    if segment.recomputed_at is None and not segment.member_count:
+        change = first_computation(segment, matching, now)
+    else:
+        change = write_rule(segment, matching, now, cause, None)
+    # Now the members are exactly who matches (people deleted meanwhile took their
+    # memberships with them): no need to count them again.
+    record_size(segment, now, size=size)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {MATCHING}")
+    return change
+
+
+# Who matches a rule, for everyone, while a full recompute writes its segment (dropped then,
+# or with the transaction that failed).
+MATCHING = "pg_temp.ferry_matching"
+
+
+def decide_apart(query: Query, parallel: bool) -> tuple[Query, int]:
+    """Decide who matches in a statement of its own, into a scratch table; returns the query
+    that reads it and how many match.
+
+    A statement that writes (the INSERT and DELETE of a recompute) never runs a parallel
+    plan; a CREATE TABLE AS may. Deciding is most of a full recompute (a scan of every
+    person evaluating JSON attributes, or joins of a million people), and the planner, which
+    costs a JSON operator like an integer comparison, rarely thinks a parallel plan worth its
+    workers: with `parallel` it is told that passing rows between processes costs nothing, so
+    it splits any scan it can. Work in the background (the sweep, retention) leaves it off:
+    parallel workers are new processes at the usual priority, beside the governor's lowered
+    backend."""
+    settings = ["enable_nestloop"]
+    if parallel:
+        settings += ["parallel_setup_cost", "parallel_tuple_cost"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {MATCHING}")
+        # Every join here is between sets of up to every person. A nested loop would only be
+        # chosen on a row estimate far too low (a segment written a moment ago, in this
+        # transaction: "1 row" for its 125,000 members), and over an aggregate or a CTE it
+        # compares every row with every row: minutes.
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        if parallel:
+            cursor.execute("SET LOCAL parallel_setup_cost = 0")
+            cursor.execute("SET LOCAL parallel_tuple_cost = 0")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {MATCHING.removeprefix('pg_temp.')} ON COMMIT DROP "
+            f"AS {query.sql}",
+            query.params,
+        )
+        size = cursor.rowcount
+        # (A failed statement ends the transaction, and these settings with it.)
+        for name in settings:
+            cursor.execute(f"SET LOCAL {name} TO DEFAULT")
+    return Query(f"SELECT id FROM {MATCHING}", []), size
+
+
+def write_rule(
+    segment: Segment, query: Query, now: datetime, cause: str, people: list[int] | None
+) -> Change:
+    """Insert who matches and is not a member, delete members (of `people`, or all) who do not
+    match, and log both."""
     scope, scope_params = "", {}
     if people is not None:
         scope, scope_params = "AND m.person_id = ANY(%(people)s)", {"people": people}
@@ -185,13 +256,10 @@ def apply_rule(
                 "cause": cause, "mass": MASS_CHANGE, "chunk": CHUNK,
             },
         )  # fmt: skip
-        change = Change(*cursor.fetchone())
-    if change.entered or change.exited or people is None:
-        record_size(segment, now, change.entered - change.exited, full=people is None)
-    return change
+        return Change(*cursor.fetchone())
 
 
-def first_computation(segment: Segment, query, now: datetime) -> Change:
+def first_computation(segment: Segment, query: Query, now: datetime) -> Change:
     """A new segment's members, written in one plain INSERT and not logged one by one.
 
     Nobody can be a member yet (the segment was created in this transaction), so there is
@@ -204,15 +272,19 @@ def first_computation(segment: Segment, query, now: datetime) -> Change:
             f"SELECT %s, matching.id, %s FROM ({query.sql}) AS matching",
             [segment.pk, now, *query.params],
         )
-        change = Change(entered=cursor.rowcount, first=True)
-    record_size(segment, now, change.entered, full=True)
-    return change
+        return Change(entered=cursor.rowcount, first=True)
 
 
-def record_size(segment: Segment, now: datetime, delta: int, full: bool = False) -> None:
-    """Keep the segment's size and today's point of the size-over-time chart."""
+def record_size(
+    segment: Segment, now: datetime, delta: int = 0, *, full: bool = False,
+    size: int | None = None,
+) -> None:  # fmt: skip
+    """Keep the segment's size and today's point of the size-over-time chart: changed by
+    `delta`, counted again (`full`: people deleted left without an exit), or `size`."""
     with connection.cursor() as cursor:
-        if full:  # a full recompute counts exactly (deleted people left without an exit)
+        if size is not None:
+            size_sql, params = "%s", [size]
+        elif full:
             size_sql, params = (
                 f"(SELECT count(*) FROM {MEMBERSHIP} WHERE segment_id = %s)",
                 [segment.pk],
@@ -237,8 +309,12 @@ def record_size(segment: Segment, now: datetime, delta: int, full: bool = False)
         )
 
 
-def recompute(segment: Segment, cause: str = Cause.RULE, now: datetime | None = None) -> Change:
-    """Recompute a rule-based segment for everyone, then every segment that reads it."""
+def recompute(
+    segment: Segment, cause: str = Cause.RULE, now: datetime | None = None, *,
+    parallel: bool = False,
+) -> Change:  # fmt: skip
+    """Recompute a rule-based segment for everyone, then every segment that reads it
+    (`parallel`: someone is waiting, see decide_apart)."""
     now = now or datetime.now(UTC)
     with time_segment_recompute():
         lock_account()
@@ -247,9 +323,9 @@ def recompute(segment: Segment, cause: str = Cause.RULE, now: datetime | None = 
         graph = graph_of(segments)
         change = Change()
         if not segment.is_manual and segment.rules is not None:
-            change = apply_rule(segment, stored_rule(segment, graph), now, cause)
+            change = apply_rule(segment, stored_rule(segment, graph), now, cause, parallel=parallel)
         for dependent in dependents_of(segment.pk, segments):
-            apply_rule(dependent, stored_rule(dependent, graph), now, cause)
+            apply_rule(dependent, stored_rule(dependent, graph), now, cause, parallel=parallel)
     return change
 
 

@@ -71,7 +71,7 @@ def save_segment(
     version.save()
     if previous and previous.rules == segment.rules and not creating:
         return Change()
-    change = membership.recompute(segment, Cause.RULE, now)
+    change = membership.recompute(segment, Cause.RULE, now, parallel=True)
     if change.first:
         version.summary += f"; {change.entered:,} entered at once (first computation)"
         version.save(update_fields=["summary"])
