@@ -33,25 +33,36 @@ def read_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str]]:
             except csv.Error as error:
                 yield line, None, f"malformed CSV ({error})"
                 continue
-            joined = "".join(fields)
-            if not joined.isascii() and UNDECODABLE.search(joined):
-                yield line, None, "not valid UTF-8: save the file as UTF-8 and import again"
-                continue
-            if "\x00" in joined:
-                # PostgreSQL cannot store NUL in text: the whole chunk would fail to apply.
-                yield line, None, "contains a NUL byte, which cannot be stored"
-                continue
-            yield line, fields, ""
+            problem = unreadable("".join(fields))
+            yield line, None if problem else fields, problem
+
+
+def unreadable(joined: str) -> str:
+    """Why a record (its fields joined) cannot be imported whatever its columns, or ""."""
+    if not joined.isascii() and UNDECODABLE.search(joined):
+        return "not valid UTF-8: save the file as UTF-8 and import again"
+    if "\x00" in joined:
+        # PostgreSQL cannot store NUL in text: the whole chunk would fail to apply.
+        return "contains a NUL byte, which cannot be stored"
+    return ""
+
+
+# First characters that make a cell worth trying as a boolean or a number (typed); any other
+# ASCII one means text. (Other scripts' digits are numbers too: float reads them.)
+MAYBE_BOOLEAN = frozenset("tfTF")
+MAYBE_NUMBER = frozenset("0123456789-+.")
 
 
 def typed(value: str) -> object:
     """CSV text as a number or boolean where it clearly is one; otherwise the text itself."""
     first = value[:1]
-    if first in ("t", "f", "T", "F"):
+    if first in MAYBE_BOOLEAN:
         lowered = value.lower()
         return lowered == "true" if lowered in ("true", "false") else value
-    if not (first.isdigit() or first in ("-", "+", ".")):
+    if first not in MAYBE_NUMBER and (first.isascii() or not first.isdigit()):
         return value
+    if len(value) < 16 and value.isascii() and value.isdigit():
+        return int(value)  # what float gives below (exact up to 15 digits), without it
     lowered = value.lower()
     try:
         number = float(value)
@@ -62,6 +73,16 @@ def typed(value: str) -> object:
     return (
         int(number) if number.is_integer() and "." not in value and "e" not in lowered else number
     )
+
+
+def email_value(value: str) -> str:
+    return value.strip().lower()
+
+
+# Text this many characters long or shorter is within the limits in any encoding (a character
+# is at most 4 bytes): only longer text is encoded to be measured.
+SHORT_ID = MAX_ID_BYTES // 4
+SHORT_VALUE = MAX_ATTRIBUTE_VALUE_BYTES // 4
 
 
 class RowReader:
@@ -76,7 +97,7 @@ class RowReader:
         positions = {name: index for index, name in enumerate(header)}  # the last one wins
         self.identifier = positions.get(identifier_column)
         self.mapped = [
-            (positions[column], column, name)
+            (positions[column], column, name, email_value if name == "email" else typed)
             for column, name in mapping.items()
             if column in positions
         ]
@@ -88,8 +109,7 @@ class RowReader:
         identifier = fields[self.identifier].strip() if self.identifier is not None else ""
         if not identifier:
             return f"the identifier column “{self.identifier_column}” is empty"
-        # A character is at most 4 bytes: short text needs no encoding to be measured.
-        if len(identifier) * 4 > MAX_ID_BYTES and len(identifier.encode()) > MAX_ID_BYTES:
+        if len(identifier) > SHORT_ID and len(identifier.encode()) > MAX_ID_BYTES:
             return f"the identifier is longer than {MAX_ID_BYTES} bytes"
         if self.by_email:
             if "@" not in identifier:
@@ -98,18 +118,16 @@ class RowReader:
         else:
             person = {"id": identifier}
         attributes = {}
-        for index, column, name in self.mapped:
+        for index, column, name, convert in self.mapped:
             value = fields[index]
-            if value == "":
+            if not value:
                 continue
-            if (
-                len(value) * 4 > MAX_ATTRIBUTE_VALUE_BYTES
-                and len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES
-            ):
+            if len(value) > SHORT_VALUE and len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
                 return f"the value of “{column}” is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
-            attributes[name] = value.strip().lower() if name == "email" else typed(value)
-        if isinstance(attributes.get("email"), str) and "@" not in attributes["email"]:
-            return f"“{attributes['email'][:60]}” in the email column is not an email address"
+            attributes[name] = convert(value)
+        email = attributes.get("email")
+        if email is not None and "@" not in email:
+            return f"“{email[:60]}” in the email column is not an email address"
         return {"op": "identify", "person": person, "attributes": attributes,
                 "update_only": False, "at": self.at, "anonymous_id": None}  # fmt: skip
 
@@ -118,26 +136,45 @@ def checked_chunks(path: Path, reading: dict, chunk_rows: int) -> Iterator[Chunk
     """The file's rows a chunk at a time: (line, item) to apply and (line, reason) rejected.
 
     `reading` holds RowReader's arguments but the header, which is the file's first line.
+    One loop over the csv reader, where read_rows' generator would cost a step per row.
     """
-    rows = read_rows(path)
-    _, header, problem = next(rows, (1, None, "the file is empty"))
-    if header is None:  # preview accepted it: the file changed since
-        raise ValueError(f"the header line cannot be read: {problem}")
-    reader = RowReader(header=[name.strip() for name in header], **reading)
-    chunk: list[tuple[int, dict]] = []
-    problems: list[tuple[int, str]] = []
-    for line, fields, problem in rows:
-        if fields is None:
-            problems.append((line, problem))
-        elif not "".join(fields).strip():
-            pass  # a blank line is not a row
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        records = csv.reader(text)
+        try:
+            header = next(records, None)
+        except csv.Error as error:
+            header, problem = None, f"malformed CSV ({error})"
         else:
-            item = reader.item(fields)
-            if isinstance(item, str):
-                problems.append((line, item))
-            else:
-                chunk.append((line, item))
-        if len(chunk) >= chunk_rows or len(problems) >= chunk_rows:
-            yield chunk, problems
-            chunk, problems = [], []
-    yield chunk, problems
+            problem = "the file is empty" if header is None else unreadable("".join(header))
+        if header is None or problem:  # preview accepted it: the file changed since
+            raise ValueError(f"the header line cannot be read: {problem}")
+        reader = RowReader(header=[name.strip() for name in header], **reading)
+        item = reader.item
+        chunk: list[tuple[int, dict]] = []
+        problems: list[tuple[int, str]] = []
+        line = records.line_num + 1  # where the next record begins
+        while True:
+            try:
+                for fields in records:
+                    joined = "".join(fields)
+                    if problem := unreadable(joined):
+                        problems.append((line, problem))
+                    elif joined and not joined.isspace():  # else a blank line, not a row
+                        checked = item(fields)
+                        if type(checked) is str:
+                            problems.append((line, checked))
+                        else:
+                            chunk.append((line, checked))
+                    line = records.line_num + 1
+                    if len(chunk) >= chunk_rows or len(problems) >= chunk_rows:
+                        yield chunk, problems
+                        chunk, problems = [], []
+            except csv.Error as error:
+                problems.append((line, f"malformed CSV ({error})"))
+                line = records.line_num + 1
+                if len(problems) >= chunk_rows:
+                    yield chunk, problems
+                    chunk, problems = [], []
+                continue
+            break
+        yield chunk, problems
