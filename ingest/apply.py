@@ -274,8 +274,11 @@ class Batch:
         intermediate dicts. None where the general path is needed: an identity attribute
         other than their own email, an empty value, an email taken by someone else.
         The caller has found nobody by `person`."""
+        if "unsubscribed" in values or "anonymous_id" in values:
+            return None
         given = values.values()
-        if None in given or "" in given or "unsubscribed" in values or "anonymous_id" in values:
+        # all(): a quick look for a falsy value first, since `in` compares every value by type.
+        if not all(given) and (None in given or "" in given):
             return None
         email = person.get("email")
         if "email" in values:
