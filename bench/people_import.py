@@ -15,6 +15,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 from bench._cluster import ferry_database  # noqa: E402
+from bench.ingest_drain import postgres_cpu_seconds  # noqa: E402
 
 PLANS = ["free", "basic", "pro", "enterprise"]
 
@@ -73,7 +74,10 @@ def main() -> None:
             folder_path.mkdir(parents=True, exist_ok=True)
             path = folder_path / "bench.csv"
             write_csv(path, rows)
+            pgdata = folder / "pgdata"
+            before = time.process_time(), postgres_cpu_seconds(pgdata)
             baseline = raw_copy(account.schema_name, path)
+            baseline_cpu = cpu_since(before, pgdata)
             job = Import.objects.create(
                 filename="bench.csv", stored_as="bench.csv", size_bytes=path.stat().st_size,
                 columns=["email", "first name", "plan", "seats", "country", "company"],
@@ -82,8 +86,10 @@ def main() -> None:
                          "country": "country", "company": "company"},
             )  # fmt: skip
             started = time.perf_counter()
+            before = time.process_time(), postgres_cpu_seconds(pgdata)
             imports.run_import(job)
             elapsed = time.perf_counter() - started
+            import_cpu = cpu_since(before, pgdata)
             job.refresh_from_db()
             assert job.rows_imported == rows and Person.objects.count() == rows, (
                 job.rows_imported,
@@ -91,15 +97,21 @@ def main() -> None:
             )
 
     print(f"\nCSV import of {rows:,} rows (6 columns, new people)\n")
-    print(f"| {'what':<40} | {'seconds':>7} | {'rows/s':>9} | {'x raw COPY':>10} |")
-    print(f"|{'-' * 42}|{'-' * 9}|{'-' * 11}|{'-' * 12}|")
-    for label, seconds in [
-        ("raw COPY of the rows (baseline)", baseline),
-        ("import: read, check, apply", elapsed),
+    print(f"| {'what':<32} | seconds | rows/s | x raw COPY | CPU s Python | CPU s PostgreSQL |")
+    print(f"|{'-' * 34}|---------|--------|------------|--------------|------------------|")
+    for label, seconds, (python, postgres) in [
+        ("raw COPY of the rows (baseline)", baseline, baseline_cpu),
+        ("import: read, check, apply", elapsed, import_cpu),
     ]:
         print(
-            f"| {label:<40} | {seconds:>7.1f} | {rows / seconds:>9,.0f} | {baseline / seconds:>10.2f} |"
+            f"| {label:<32} | {seconds:>7.1f} | {rows / seconds:>6,.0f} | {baseline / seconds:>10.2f} "
+            f"| {python:>12.1f} | {postgres:>16.1f} |"
         )
+
+
+def cpu_since(before: tuple[float, float], pgdata: Path) -> tuple[float, float]:
+    """CPU seconds since `before` of this process (all its threads) and of PostgreSQL."""
+    return time.process_time() - before[0], postgres_cpu_seconds(pgdata) - before[1]
 
 
 if __name__ == "__main__":
