@@ -212,9 +212,11 @@ class Batch:
         assign_ids), so the copies are existing people to this batch. People `previous` only
         read for events (partial) keep their stored row, which it does not change.
         """
-        held = [state for state in previous.people() if not state.partial]
-        stale = {state.id for state in held} | previous.deleted
-        kept = [state for state in self.loaded.values() if state.id not in stale]
+        kept = []
+        if self.loaded:  # else nothing read that could be stale (a chunk of new people)
+            held = [state for state in previous.people() if not state.partial]
+            stale = {state.id for state in held} | previous.deleted
+            kept = [state for state in self.loaded.values() if state.id not in stale]
         self.loaded, self.by_id, self.by_email, self.by_anonymous = {}, {}, {}, {}
         for state in kept:
             self.loaded[state.id] = state
