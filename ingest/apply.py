@@ -634,7 +634,7 @@ def new_people_copy(people: list[PersonState], stamp: str) -> Iterator[bytes]:
     rest are formatted.
 
     Built here rather than by psycopg's write_row, which adapts every value through its dumpers
-    and cost about a third of the import's Python time: the values are known to be text, JSON
+    and cost about a fifth of the import's Python time: the values are known to be text, JSON
     and booleans. The one time of people created whole ({"": at}, every row of an import) is
     encoded once per batch.
     """
