@@ -662,7 +662,8 @@ def new_people_copy(people: list[PersonState], stamp: str) -> Iterator[bytes]:
 
 
 def copy_text(value: str | None) -> bytes:
-    """A text value (or NULL) in COPY's text format."""
+    """A text value (or NULL) in COPY's text format, in UTF-8 (Django's connections always
+    are)."""
     if value is None:
         return b"\\N"
     if not value.isprintable() or "\\" in value:  # else nothing to escape (the usual case)
