@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from django.db import connection
 
 from config.metrics import time_segment_recompute
-from segments.compiler import Query, compile_rule, compile_rules
+from segments.compiler import Query, compile_rule, compile_rules, id_array
 from segments.models import (
     MembershipChange,
     MembershipChangeChunk,
@@ -108,27 +108,28 @@ def graph_of(segments: Iterable[Segment]) -> dict[int, list[int]]:
     return {segment.pk: list(segment.depends_on) for segment in segments}
 
 
-# The tail of every statement that moves people in or out of a segment, after its `entered`
-# and `exited` CTEs: the moves logged one row each, or from MASS_CHANGE moves on as one change
-# set with its people in sorted chunks. Parameters: segment, now, cause, mass, chunk.
+# The tail of every statement that moves people in or out of segments, after its `entered`
+# and `exited` CTEs (segment_id, person_id): each segment's moves logged one row each, or from
+# MASS_CHANGE moves on as one change set with its people in sorted chunks; `counts` holds a
+# row per segment that moved anyone. Parameters: now, cause, mass, chunk.
 # Who left is deleted before anyone is inserted: the DELETE reads the segment's range of the
 # primary key, and after the INSERT that range would also hold every new entry (610,000 of
 # them in a recompute that turned an AND into an OR), each one looked up in the heap only to
 # find it invisible to the statement.
 LOG_MOVES = f"""moved AS MATERIALIZED (
-                SELECT person_id, false AS entered FROM exited
-                UNION ALL SELECT person_id, true FROM entered
+                SELECT segment_id, person_id, false AS entered FROM exited
+                UNION ALL SELECT segment_id, person_id, true FROM entered
             ),
             counts AS MATERIALIZED (
-                SELECT count(*) FILTER (WHERE entered) AS entered,
+                SELECT segment_id, count(*) FILTER (WHERE entered) AS entered,
                        count(*) FILTER (WHERE NOT entered) AS exited
-                FROM moved
+                FROM moved GROUP BY segment_id
             ),
             change_set AS (
                 INSERT INTO {CHANGE_SET} (segment_id, at, cause, entered, exited)
-                SELECT %(segment)s, %(now)s, %(cause)s, entered, exited FROM counts
+                SELECT segment_id, %(now)s, %(cause)s, entered, exited FROM counts
                 WHERE entered + exited >= %(mass)s
-                RETURNING id
+                RETURNING id, segment_id
             ),
             chunks AS (
                 INSERT INTO {CHANGE_CHUNK}
@@ -136,19 +137,20 @@ LOG_MOVES = f"""moved AS MATERIALIZED (
                 SELECT change_set.id, entered, min(person_id), max(person_id),
                        array_agg(person_id ORDER BY person_id)
                 FROM (
-                    SELECT person_id, entered,
-                           (row_number() OVER (PARTITION BY entered ORDER BY person_id) - 1)
-                           / %(chunk)s AS n
+                    SELECT segment_id, person_id, entered,
+                           (row_number() OVER (
+                               PARTITION BY segment_id, entered ORDER BY person_id
+                           ) - 1) / %(chunk)s AS n
                     FROM moved
-                ) AS numbered, change_set
+                ) AS numbered JOIN change_set USING (segment_id)
                 GROUP BY change_set.id, entered, n
             ),
             logged AS (
                 INSERT INTO {CHANGE} (segment_id, person_id, entered, at, cause)
-                SELECT %(segment)s, person_id, moved.entered, %(now)s, %(cause)s
-                FROM moved, counts
+                SELECT segment_id, person_id, moved.entered, %(now)s, %(cause)s
+                FROM moved JOIN counts USING (segment_id)
                 WHERE counts.entered + counts.exited < %(mass)s
-                ORDER BY moved.entered DESC, person_id
+                ORDER BY segment_id, moved.entered DESC, person_id
             )"""
 
 
@@ -228,7 +230,10 @@ def write_rule(
     match, and log both."""
     scope, scope_params = "", {}
     if people is not None:
-        scope, scope_params = "AND m.person_id = ANY(%(people)s)", {"people": people}
+        scope, scope_params = (
+            "AND m.person_id = ANY(%(people)s::bigint[])",
+            {"people": id_array(people)},
+        )
     query_sql, query_params = query.named()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -241,15 +246,15 @@ def write_rule(
                     SELECT 1 FROM {MEMBERSHIP} AS m
                     WHERE m.segment_id = %(segment)s AND m.person_id = matching.id
                 )
-                RETURNING person_id
+                RETURNING segment_id, person_id
             ),
             exited AS (
                 DELETE FROM {MEMBERSHIP} AS m WHERE m.segment_id = %(segment)s {scope}
                 AND NOT EXISTS (SELECT 1 FROM matching WHERE matching.id = m.person_id)
-                RETURNING person_id
+                RETURNING segment_id, person_id
             ),
             {LOG_MOVES}
-            SELECT entered, exited FROM counts
+            SELECT coalesce(sum(entered), 0)::bigint, coalesce(sum(exited), 0)::bigint FROM counts
             """,
             {
                 **query_params, **scope_params, "segment": segment.pk, "now": now,
@@ -365,8 +370,9 @@ def update_touched(
     rule that also reads the clock may be stale for the people it is not asked about: the
     periodic sweep recomputes those. Segments that are asked about the same people are decided
     by one query (a row per person, a column per segment, shared subqueries once), then each
-    segment writes only its differences for the people it was asked about. The caller holds
-    the account's writer lock (the drain does) or this takes it.
+    segment writes only its differences for the people it was asked about (one statement for
+    all the segments of a dependency level). The caller holds the account's writer lock (the
+    drain does) or this takes it.
     """
     if not touched:
         return {}
@@ -385,13 +391,17 @@ def update_touched(
     lock_account()
     changes: dict[int, Change] = {}
     for level in dependency_levels(rule_based):
+        decided = {}
         for people, group in askers(level, graph, touched).items():
-            level_changes = apply_rules(group, graph, now, cause, list(people))
-            changes.update(level_changes)
-            for segment_id, change in level_changes.items():
-                for person in change.moved:
-                    if touched[person] is not EVERYTHING:
-                        touched[person].add(f"segment:{segment_id}")
+            decided.update(apply_rules(group, graph, now, list(people)))
+        if not decided:
+            continue
+        level_changes = write_moves(level, now, cause, decided)
+        changes.update(level_changes)
+        for segment_id, change in level_changes.items():
+            for person in change.moved:
+                if touched[person] is not EVERYTHING:
+                    touched[person].add(f"segment:{segment_id}")
     return changes
 
 
@@ -433,14 +443,10 @@ def dependency_levels(segments: list[Segment]) -> list[list[Segment]]:
 
 
 def apply_rules(
-    segments: list[Segment], graph: dict[int, list[int]], now: datetime, cause: str,
-    people: list[int],
-) -> dict[int, Change]:  # fmt: skip
-    """Several segments brought up to date for the same people: one query decides them all
-    (a row per person, a column per segment), then one statement per segment writes who
-    entered and who left and logs them (see write_moves). Nobody's current memberships are
-    read into Python: each segment's statement compares against its own rows, by primary
-    key, for the people it was asked about only."""
+    segments: list[Segment], graph: dict[int, list[int]], now: datetime, people: list[int]
+) -> dict[int, tuple[list[int], list[int]]]:
+    """Who of `people` matches each segment and who not, for segments asked about the same
+    people: one query decides them all (a row per person, a column per segment)."""
     query = compile_rules([stored_rule(s, graph) for s in segments], now, people)
     ids = [s.pk for s in segments]
     matching: dict[int, list[int]] = {pk: [] for pk in ids}
@@ -450,51 +456,82 @@ def apply_rules(
             for pk, matches in zip(ids, row[1:], strict=True):
                 if matches:
                     matching[pk].append(row[0])
-    changes = {}
-    for segment in segments:
-        # Who of them no longer matches, from Python: `NOT (id = ANY(matching))` in the DELETE
-        # compared every member asked about with every matching id.
-        leaving = sorted(set(people).difference(matching[segment.pk]))
-        change = write_moves(segment, now, cause, sorted(matching[segment.pk]), leaving)
-        if change.entered or change.exited:
-            record_size(segment, now, change.entered - change.exited)
-            changes[segment.pk] = change
-    return changes
+    # Who no longer matches, from Python: `NOT (id = ANY(matching))` in a DELETE compared
+    # every member asked about with every matching id.
+    return {pk: (sorted(matching[pk]), sorted(set(people).difference(matching[pk]))) for pk in ids}
+
+
+# The membership (u.s, u.p), found by its primary key: whether there is one (index only), and
+# its row. Scalar subqueries, so that every pair is a probe of the index whatever their number:
+# written as joins, 40,000 pairs made the planner hash all 4,700,000 memberships of the
+# benchmark's account instead (5 s).
+PAIR = "m.segment_id = u.s AND m.person_id = u.p"
+IS_MEMBER = f"SELECT true FROM {MEMBERSHIP} AS m WHERE {PAIR}"
+MEMBERSHIP_ROW = f"SELECT m.ctid FROM {MEMBERSHIP} AS m WHERE {PAIR}"
 
 
 def write_moves(
-    segment: Segment, now: datetime, cause: str, matching: list[int], leaving: list[int]
-) -> Change:
-    """The people in `matching` are members of the segment and those in `leaving` not: insert
-    who entered, delete who left and log both (one change set from MASS_CHANGE moves on)."""
+    segments: list[Segment], now: datetime, cause: str,
+    decided: Mapping[int, tuple[list[int], list[int]]],
+) -> dict[int, Change]:  # fmt: skip
+    """For each segment, the people of its `decided` pair (matching, leaving) are members and
+    those of the second not: one statement inserts who entered, deletes who left, logs both
+    (one change set per segment from MASS_CHANGE moves on) and keeps the sizes of the
+    segments that changed (record_size's two writes, for all of them)."""
+    pairs: dict[bool, tuple[list[int], list[int]]] = {True: ([], []), False: ([], [])}
+    for pk, (matching, leaving) in sorted(decided.items()):
+        for member, ids in ((True, matching), (False, leaving)):
+            pairs[member][0].extend([pk] * len(ids))
+            pairs[member][1].extend(ids)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             WITH entered AS (
                 INSERT INTO {MEMBERSHIP} (segment_id, person_id, entered_at)
-                SELECT %(segment)s, u.p, %(now)s FROM unnest(%(matching)s::bigint[]) AS u(p)
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM {MEMBERSHIP} AS m
-                    WHERE m.segment_id = %(segment)s AND m.person_id = u.p
-                )
-                RETURNING person_id
+                SELECT u.s, u.p, %(now)s
+                FROM unnest(%(in_segments)s::bigint[], %(in_people)s::bigint[]) AS u(s, p)
+                WHERE ({IS_MEMBER}) IS NULL
+                RETURNING segment_id, person_id
             ),
             exited AS (
-                DELETE FROM {MEMBERSHIP} AS m
-                WHERE m.segment_id = %(segment)s AND m.person_id = ANY(%(leaving)s)
-                RETURNING person_id
+                DELETE FROM {MEMBERSHIP} AS m WHERE m.ctid = ANY(ARRAY(
+                    SELECT ({MEMBERSHIP_ROW})
+                    FROM unnest(%(out_segments)s::bigint[], %(out_people)s::bigint[]) AS u(s, p)
+                ))
+                RETURNING m.segment_id, m.person_id
             ),
-            {LOG_MOVES}
-            SELECT counts.entered, counts.exited, ARRAY(SELECT person_id FROM moved)
-            FROM counts
+            {LOG_MOVES},
+            sized AS (
+                UPDATE {SEGMENT} AS s
+                SET member_count = s.member_count + counts.entered - counts.exited,
+                    recomputed_at = %(now)s
+                FROM counts WHERE s.id = counts.segment_id
+                RETURNING s.id, s.member_count
+            ),
+            day AS (
+                INSERT INTO {SIZE} (segment_id, day, size)
+                SELECT id, %(day)s, member_count FROM sized
+                ON CONFLICT (segment_id, day) DO UPDATE SET size = excluded.size
+            )
+            SELECT counts.segment_id, counts.entered, counts.exited, sized.member_count,
+                   ARRAY(SELECT person_id FROM moved WHERE moved.segment_id = counts.segment_id)
+            FROM counts JOIN sized ON sized.id = counts.segment_id
             """,
             {
-                "segment": segment.pk, "now": now, "cause": cause, "matching": matching,
-                "leaving": leaving, "mass": MASS_CHANGE, "chunk": CHUNK,
+                "now": now, "day": now.date(), "cause": cause, "mass": MASS_CHANGE,
+                "chunk": CHUNK, "in_segments": id_array(pairs[True][0]),
+                "in_people": id_array(pairs[True][1]),
+                "out_segments": id_array(pairs[False][0]),
+                "out_people": id_array(pairs[False][1]),
             },
         )  # fmt: skip
-        entered, exited, moved = cursor.fetchone()
-    return Change(entered, exited, moved=set(moved))
+        rows = cursor.fetchall()
+    by_id = {segment.pk: segment for segment in segments}
+    changes = {}
+    for pk, entered, exited, size, moved in rows:
+        by_id[pk].member_count, by_id[pk].recomputed_at = size, now
+        changes[pk] = Change(entered, exited, moved=set(moved))
+    return changes
 
 
 def sweep(now: datetime | None = None) -> dict[int, Change]:

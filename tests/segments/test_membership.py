@@ -293,3 +293,48 @@ def test_a_drained_batch_that_moves_many_people_logs_one_change_set(cast, spool,
     drain(spool)
     with cast.acme:
         assert MembershipChange.objects.get().entered is False  # one move: one row
+
+
+def test_segments_of_one_level_write_their_moves_together(cast, spool, monkeypatch):
+    from segments.models import MembershipChangeSet
+
+    monkeypatch.setattr(membership, "MASS_CHANGE", 3)
+    with cast.acme:
+        for n in range(4):
+            person(str(n), plan="free", seats=1)
+        pro = rule_segment("Pro", PLAN_IS_PRO)
+        big = rule_segment(
+            "Big", {"type": "attribute", "name": "seats", "operator": "greater_than", "value": 5}
+        )
+        big_pros = rule_segment("Big pros", {"type": "group", "op": "and", "children": [
+            {"type": "segment", "segment": pro.pk, "operator": "in"},
+            {"type": "segment", "segment": big.pk, "operator": "in"},
+        ]})  # fmt: skip
+    spool_items(
+        spool, cast.acme,
+        *(wire.cio_identify(str(n), {"plan": "pro"}) for n in range(3)),
+        wire.cio_identify("2", {"seats": 9}),
+    )  # fmt: skip
+    drain(spool)
+    with cast.acme:
+        assert members(pro) == {"0", "1", "2"}
+        assert members(big) == members(big_pros) == {"2"}
+        # Three moves in Pro: one change set; one in Big and one in Big pros: a row each.
+        change_set = MembershipChangeSet.objects.get()
+        assert (change_set.segment, change_set.entered, change_set.exited) == (pro, 3, 0)
+        assert sorted(MembershipChange.objects.values_list("segment", "entered")) == sorted(
+            [(big.pk, True), (big_pros.pk, True)]
+        )
+        sizes = dict(SegmentSize.objects.values_list("segment", "size"))
+        assert sizes == {pro.pk: 3, big.pk: 1, big_pros.pk: 1}
+        assert [s.member_count for s in Segment.objects.order_by("pk")] == [3, 1, 1]
+    spool_items(spool, cast.acme, wire.cio_identify("2", {"plan": "free"}),
+                wire.cio_identify("3", {"seats": 7}))  # fmt: skip
+    drain(spool)
+    with cast.acme:
+        assert members(pro) == {"0", "1"}
+        assert members(big) == {"2", "3"}
+        assert members(big_pros) == set()
+        assert dict(Segment.objects.values_list("pk", "member_count")) == {
+            pro.pk: 2, big.pk: 2, big_pros.pk: 0
+        }  # fmt: skip
