@@ -36,12 +36,16 @@ def raw_copy(schema: str, path: Path) -> float:
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f'SET LOCAL search_path TO "{schema}"')
+        # A table of its own, like segments_person (same indexes), dropped by the rollback: a
+        # COPY into segments_person itself left its rolled-back rows in the heap and indexes
+        # the import then wrote into.
+        cursor.execute("CREATE TABLE raw_person (LIKE segments_person INCLUDING ALL)")
         columns = (
             "customer_id, email, attributes, attribute_times, unsubscribed, created_at, updated_at"
         )
         with (
             open(path, newline="") as source,
-            cursor.copy(f"COPY segments_person ({columns}) FROM STDIN") as copy,
+            cursor.copy(f"COPY raw_person ({columns}) FROM STDIN") as copy,
         ):
             reader = csv.reader(source)
             header = next(reader)
