@@ -20,8 +20,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
+import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from accounts.models import Account
@@ -206,11 +208,17 @@ def apply_in_halves(
     try:
         with account:
             outcome = apply_items(payloads)
-    except (OperationalError, InterfaceError) as error:
+    except (
+        OperationalError,
+        InterfaceError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+    ) as error:
         if not account.reachable():  # its own server, which need not be the primary
             raise DatabaseDown from error
         failure: Exception = error
-    except (DatabaseError, ValueError, KeyError, TypeError) as error:
+    # psycopg's own errors come from COPY, which apply writes on the raw connection.
+    except (DatabaseError, psycopg.Error, ValueError, KeyError, TypeError) as error:
         failure = error
     else:
         for index, reason in outcome.failures:
@@ -236,13 +244,27 @@ def bury(
 ) -> None:  # fmt: skip
     """Keep the item as a dead letter in the control plane, then forget it in the spool."""
     connection.set_schema_to_public()
+    payload = json.loads(item.payload)
+    if "\\u0000" in item.payload and without_nul(payload) != payload:
+        payload = without_nul(payload)  # PostgreSQL's JSON cannot hold it
+        reason += " (NUL characters in the payload are shown as U+FFFD)"
     DeadLetter.objects.get_or_create(
         source=f"{NODE}:{item.id}",
-        defaults={"account_id": account_id, "payload": json.loads(item.payload), "error": reason},
+        defaults={"account_id": account_id, "payload": payload, "error": reason},
     )
     result.dead += 1
     if release:
         spool.release([item.id])
+
+
+def without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
 
 
 def drain_forever(spool: Spool, batch_size: int, lease_seconds: float, stop=lambda: False) -> None:

@@ -118,9 +118,11 @@ def read_json(request: HttpRequest, limit: int = MAX_BODY_BYTES) -> object:
     if not raw.strip():
         return {}
     try:
-        return orjson.loads(raw)
+        document = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise WireError("body", f"is not valid JSON ({error})") from None
+    wire.refuse_nul(document, raw)
+    return document
 
 
 def basic_auth(request: HttpRequest) -> tuple[str, str] | None:

@@ -68,6 +68,36 @@ def new_dedupe_key() -> str:
 # --- Shared checks ------------------------------------------------------------------------
 
 
+NO_NUL = "must not contain the NUL character (\\u0000): it cannot be stored"
+
+
+def refuse_nul(document: Any, raw: bytes) -> None:
+    """PostgreSQL stores no NUL character in text or JSON, so a request that carries one is
+    refused whole, naming where (accepted, its item could never be applied)."""
+    if b"\\u0000" not in raw:  # the only way a JSON text spells it
+        return
+    path = nul_path(document, "")
+    if path is not None:
+        raise WireError(path or "body", NO_NUL)
+
+
+def nul_path(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            found = inner if "\x00" in key else nul_path(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def require_object(value: Any, field: str) -> dict:
     if not isinstance(value, dict):
         raise WireError(field, "must be a JSON object")
@@ -81,6 +111,8 @@ def identifier(value: Any, field: str) -> str:
     text = text.strip()
     if not text:
         raise WireError(field, "must not be empty")
+    if "\x00" in text:
+        raise WireError(field, NO_NUL)
     if len(text.encode()) > MAX_ID_BYTES:
         raise WireError(field, f"must be at most {MAX_ID_BYTES} bytes")
     return text

@@ -358,3 +358,25 @@ def test_the_spool_log_is_checkpointed_without_a_drain(tmp_path, monkeypatch):
     monkeypatch.setattr(spool_module, "CHECKPOINT_EVERY", 10**9)
     never = log_size_after_appends("never")
     assert checkpointed < never / 3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # (The API refuses such requests; items spooled before it did, or by other paths.)
+        {**wire.cio_identify("2", {"plan": "pro"}), "person": {"id": "nul\x00id"}},
+        wire.cio_event("2", {"name": "nul\x00name"}),
+        wire.cio_identify("2", {"plan": "nul\x00value"}),
+    ],
+    ids=["customer id", "event name", "attribute value"],
+)
+def test_text_postgresql_cannot_store_makes_a_dead_letter_not_a_stuck_spool(cast, spool, bad):
+    good = wire.cio_event("1", {"name": "ok"})
+    spool_items(spool, cast.acme, good, bad, wire.cio_event("3", {"name": "also ok"}))
+    result = drain(spool)
+    assert (result.applied, result.dead) == (2, 1)
+    assert sorted(e.name for e in events(cast.acme)) == ["also ok", "ok"]
+    assert spool.pending_count() == 0
+    letter = DeadLetter.objects.get()  # kept for staff, the NUL shown as U+FFFD
+    assert "\ufffd" in json.dumps(letter.payload, ensure_ascii=False)
+    assert "shown as U+FFFD" in letter.error

@@ -257,3 +257,25 @@ def test_a_segment_id_in_unicode_digits_is_a_clear_400(cast, spool, acme_key):
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "segment_id"
     assert spool.pending_count() == 0
+
+
+def test_a_nul_character_anywhere_is_refused_naming_where(cast, spool, acme_key):
+    """PostgreSQL cannot store it, so it must not be accepted into the spool."""
+    client = api_client(acme_key)
+    response = send(client, "put", "/api/v1/customers/42", {"plan": "pro\x00"})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "plan"
+    batch = {"batch": [
+        {"type": "person", "identifiers": {"id": "42"}, "action": "identify", "attributes": {}},
+        {"type": "person", "identifiers": {"id": "42"}, "action": "event", "name": "a\x00b"},
+    ]}  # fmt: skip
+    response = send(client, "post", "/api/v2/batch", batch)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "batch[1].name"
+    response = send(client, "put", "/api/v1/customers/4%002", {"plan": "pro"})
+    assert response.status_code == 400
+    # A backslash followed by "u0000" is text like any other.
+    assert send(client, "put", "/api/v1/customers/42", {"plan": "\\u0000"}).status_code == 200
+    assert spool.pending_count() == 1
+    drain(spool)
+    assert people(cast.acme)["42"].attributes == {"plan": "\\u0000"}
