@@ -49,6 +49,11 @@ class DatabaseDown(Exception):
     pass
 
 
+# What applying a batch raises when an item in it is bad (apply's own cursors and COPY raise
+# psycopg's errors, Django's cursors Django's): the batch is applied again in halves.
+BATCH_ERRORS = (DatabaseError, psycopg.Error, ValueError, KeyError, TypeError)
+
+
 def drain_once(spool: Spool, batch_size: int, lease_seconds: float) -> PassResult:
     with collector_paused():
         return drain_claimed(spool, spool.claim(batch_size, lease_seconds))
@@ -217,8 +222,7 @@ def apply_in_halves(
         if not account.reachable():  # its own server, which need not be the primary
             raise DatabaseDown from error
         failure: Exception = error
-    # psycopg's own errors come from COPY, which apply writes on the raw connection.
-    except (DatabaseError, psycopg.Error, ValueError, KeyError, TypeError) as error:
+    except BATCH_ERRORS as error:
         failure = error
     else:
         for index, reason in outcome.failures:

@@ -63,6 +63,24 @@ def test_an_identify_refused_for_a_taken_email_creates_nobody(cast, spool):
     assert "belongs to another person" in DeadLetter.objects.get().error
 
 
+def test_an_email_freed_and_taken_in_one_batch_is_applied_item_by_item(cast, spool):
+    # Person 1 gives up an email and a new person 3 takes it in the same batch: the new
+    # people go in before the changed ones are updated, so the batch's transaction fails on
+    # the unique email (an error of apply's own cursors, psycopg's) and is applied in halves.
+    spool_items(spool, cast.acme, wire.cio_identify("1", {"email": "a@x.com"}))
+    drain(spool)
+    spool_items(
+        spool, cast.acme,
+        wire.cio_identify("1", {"email": "new@x.com"}), wire.cio_identify("3", {"email": "a@x.com"}),
+    )  # fmt: skip
+    result = drain(spool)
+    assert (result.applied, result.dead) == (2, 0)
+    assert {key: p.email for key, p in people(cast.acme).items()} == {
+        "1": "new@x.com", "3": "a@x.com",
+    }  # fmt: skip
+    assert spool.pending_count() == 0
+
+
 def test_items_for_a_deleted_account_are_dead_letters(cast, spool):
     spool.append("999999", [json.dumps(wire.cio_event("1", {"name": "x"}))])
     assert drain(spool).dead == 1
