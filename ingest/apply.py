@@ -15,15 +15,17 @@ Every statement is parameterised; the only names in SQL text are our own table n
 
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
 import psycopg
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
+from accounts.models import restore
 from messaging.events import OPS as MESSAGING_OPS
 from messaging.events import record_items as record_messaging_items
 from segments.membership import EVERYTHING, Cause, change_members
@@ -486,6 +488,61 @@ def prepare(
     return batch, outcome
 
 
+class WriterConnection:
+    """A connection of its own, on a thread of its own, that writes batches prepared on the
+    caller's connection while the caller prepares the next (an import's chunks, the drain's
+    batches of one account), holding the account's writer lock as a session lock meanwhile.
+
+    The lock is what lets the next batch be read and planned while this one is written:
+    nobody else (another drain worker, an import, the dashboard's membership changes) changes
+    the account's people between that read and that write. The connection starts on the
+    caller's current tenant, which must be the account.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.locked = False
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+        try:
+            self.run(restore, connection.tenant)
+        except BaseException:
+            self.close()
+            raise
+
+    def run[T](self, function: Callable[..., T], *args) -> T:
+        return self.thread.submit(function, *args).result()
+
+    def submit[T](self, function: Callable[..., T], *args) -> Future[T]:
+        return self.thread.submit(function, *args)
+
+    def lock(self) -> None:
+        self.run(_execute, f"SELECT pg_advisory_lock({WRITER_LOCK})")
+        self.locked = True
+
+    def unlock(self) -> None:
+        if self.locked:
+            self.locked = False
+            self.run(_execute, f"SELECT pg_advisory_unlock({WRITER_LOCK})")
+
+    def close(self) -> None:
+        """Release the lock and the connection (closing it would release the lock as well)."""
+        try:
+            self.unlock()
+        except DatabaseError:
+            pass  # a broken connection: closing it lets go of the lock as well
+        finally:
+            self.run(_close_connection)
+            self.thread.shutdown()
+
+
+def _execute(sql: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+
+
+def _close_connection() -> None:
+    connection.close()  # looked up here: `connection` is each thread's own
+
+
 def write_batch(batch: Batch, outcome: Outcome, items: list[dict], received_at: float) -> None:
     """Write a prepared batch, in the caller's transaction, under the account's writer lock."""
     with bound_cursor() as cursor:
@@ -540,8 +597,9 @@ def write_segment_changes(cursor, batch: Batch, outcome: Outcome) -> None:
 
 def bound_cursor() -> psycopg.Cursor:
     """A cursor on the account's connection (search path already set) that sends parameters
-    separately from the SQL, arrays in binary, instead of quoting them into the text."""
-    connection.ensure_connection()
+    separately from the SQL, arrays in binary, instead of quoting them into the text.
+    Django's cursor first: it sets the search path if the tenant changed since."""
+    connection.cursor().close()
     return psycopg.Cursor(connection.connection)
 
 

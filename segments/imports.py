@@ -9,8 +9,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Full, Queue
@@ -20,11 +20,10 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from accounts.models import restore
 from ingest.apply import (
-    WRITER_LOCK,
     Batch,
     Outcome,
+    WriterConnection,
     apply_items,
     collector_paused,
     prepare,
@@ -117,39 +116,17 @@ def run_import(job: Import) -> None:
     job.save(update_fields=["state", "finished_at", "rows_total"])
 
 
-class ChunkWriter:
-    """A connection of its own, on a thread of its own, that writes an import's planned chunks
-    and keeps its report, holding the account's writer lock as a session lock meanwhile.
-
-    The lock is what lets the next chunk be read and planned while this one is written: nobody
-    else (the drain, the dashboard's membership changes) changes the account's people between
-    that read and that write. Only this thread touches the job while a write is under way.
-    """
+class ChunkWriter(WriterConnection):
+    """The import's writer connection (ingest.apply.WriterConnection): it writes the planned
+    chunks and keeps the job's report. Only this thread touches the job while a write is under
+    way."""
 
     def __init__(self, job: Import) -> None:
         self.job = job
-        self.locked = False
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="import-writer")
-        try:
-            self.run(restore, connection.tenant)
-        except BaseException:
-            self.close()
-            raise
-
-    def run[T](self, function: Callable[..., T], *args) -> T:
-        return self.thread.submit(function, *args).result()
-
-    def lock(self) -> None:
-        self.run(_execute, f"SELECT pg_advisory_lock({WRITER_LOCK})")
-        self.locked = True
-
-    def unlock(self) -> None:
-        if self.locked:
-            self.locked = False
-            self.run(_execute, f"SELECT pg_advisory_unlock({WRITER_LOCK})")
+        super().__init__("import-writer")
 
     def write(self, planned: "Planned") -> Future:
-        return self.thread.submit(self._write, planned)
+        return self.submit(self._write, planned)
 
     def _write(self, planned: "Planned") -> Exception | None:
         """Write and report a chunk; the database's error if the chunk's transaction failed
@@ -164,16 +141,6 @@ class ChunkWriter:
         _reject(self.job, planned.problems)
         _report(self.job, planned.chunk, planned.outcome)
         return None
-
-    def close(self) -> None:
-        """Release the lock and the connection (closing it would release the lock as well)."""
-        try:
-            self.unlock()
-        except DatabaseError:
-            pass  # a broken connection: closing it lets go of the lock as well
-        finally:
-            self.run(_close_connection)
-            self.thread.shutdown()
 
 
 @dataclass
@@ -243,15 +210,6 @@ def _settle(writer: ChunkWriter, job: Import, pending: tuple[Planned, Future]) -
     # Read afresh on this connection; if this fails too, the import fails with the error.
     _apply_chunk(job, planned.chunk, planned.problems)
     return False
-
-
-def _execute(sql: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-
-
-def _close_connection() -> None:
-    connection.close()  # looked up here: `connection` is each thread's own
 
 
 def in_background[T](source: Iterator[T], depth: int = 2) -> Iterator[T]:
