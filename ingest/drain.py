@@ -10,6 +10,8 @@ Workers run passes back to back (`drain_batches`) with the spool's own work besi
 PostgreSQL's: while a batch is applied, a helper thread claims and parses the next one and
 then releases the one before. SQLite and PostgreSQL both work outside Python's lock, and the
 machine has more than one core; done in turn, the spool's part was about a tenth of a pass.
+Consecutive batches of one account are also overlapped with each other (`Overlap`): each is
+read and planned on the worker's connection while the one before is written on another.
 """
 
 import json
@@ -24,13 +26,22 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
 from accounts.models import Account
-from ingest.apply import apply_items, collector_paused
+from ingest.apply import (
+    Batch,
+    Outcome,
+    WriterConnection,
+    apply_items,
+    collector_paused,
+    prepare,
+    write_batch,
+)  # fmt: skip
 from ingest.credentials import UNVERIFIED, check_credential
 from ingest.models import DeadLetter
 from ingest.spool import Spool, SpooledItem
+from messaging.events import OPS as MESSAGING_OPS
 
 log = logging.getLogger(__name__)
 NODE = socket.gethostname()
@@ -129,31 +140,218 @@ def drain_batches(
 ) -> Iterator[PassResult]:
     """Passes back to back while the worker's account has the oldest items, until PostgreSQL
     is down or `stop()`: each batch's successor is claimed (in the helper thread) while the
-    batch is applied, and its spool writes are done while the successor is applied."""
+    batch is applied, and its spool writes are done while the successor is applied. Batches
+    of one account are overlapped (`Overlap`), unless the caller holds a transaction open:
+    another connection would not see its rows, so they are applied one after another."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool") as helper:
         behind = SpoolBehind(spool, helper)
+        overlap = None if connection.in_atomic_block else Overlap(behind)
         items: list[SpooledItem] = []
         try:
-            # The collector stays paused while batches are parsed and applied (in either
-            # thread: it is one switch for the process), and runs while the caller has control.
+            # The collector stays paused while batches are parsed and applied (in any thread:
+            # it is one switch for the process), and runs while the caller has control.
             with collector_paused():
                 items, payloads = claim_parsed(spool, batch_size, lease_seconds, None)
             while items:
                 with collector_paused():
                     ahead = helper.submit(claim_parsed, spool, batch_size, lease_seconds, items[-1])
-                    result = drain_claimed(behind, items, payloads)
+                    if overlap is None:
+                        results = [drain_claimed(behind, items, payloads)]
+                    else:
+                        results = overlap.hand_over(items, payloads)
                     items, payloads = ahead.result()
+                    if overlap is not None and (not items or stop()):
+                        results += overlap.finish()
                 behind.settle(wait=False)  # this batch's writes go on beside the next one
-                yield result
-                if result.database_down or stop():
+                yield from results
+                if any(result.database_down for result in results) or stop():
                     break
         finally:
+            if overlap is not None:
+                overlap.close()
             # Items claimed and not applied (read ahead, or a batch that raised; a read-ahead
             # is of the same account and its claim runs first): back to the spool for whoever
             # comes next.
             if items:
                 behind.retry_later(items[0].account, delay_seconds=0 if stop() else 1)
             behind.settle()
+
+
+@dataclass
+class Planned:
+    """An account's batch, read and planned on the worker's connection, to be written."""
+
+    account: Account
+    items: list[SpooledItem]
+    payloads: list[dict]
+    received_at: float
+    batch: Batch
+    outcome: Outcome
+    started: float
+    written: Future | None = None
+
+
+class Overlap:
+    """Consecutive batches of one account: each read and planned on the worker's connection
+    while the one before is written and committed on a writer connection of its own
+    (ingest.apply.WriterConnection), so that Python and PostgreSQL work at the same time.
+
+    Batch N+1 is read while N is written (not committed) and given N's people as N leaves them
+    (Batch.carry_over); it is handed to the writer only after N committed, and N's spool rows
+    are released only after that commit, so each transaction still holds whole batches, in
+    the spool's order. The writer holds the account's writer lock from before N+1's read to
+    after its write, and lets go as soon as another writer waits for it (an import, the
+    dashboard's membership changes, a second worker whose lease lapsed) or the account's
+    items run out.
+
+    What is not overlapped, but applied on its own as before (`drain_claimed`): a batch whose
+    account is not known yet (provisionally accepted credentials, a deleted account), a batch
+    with messaging items (they change people and suppressions in SQL, where carry_over cannot
+    see it, so the next batch must read after their commit), and a batch whose planning or
+    writing failed (applied again in halves, down to its dead letters; the batch planned on
+    top of it is void and applied on its own after it).
+    """
+
+    def __init__(self, spool: "SpoolBehind") -> None:
+        self.spool = spool
+        self.writer: WriterConnection | None = None
+        self.writer_account: Account | None = None
+        self.pending: Planned | None = None
+
+    def hand_over(self, items: list[SpooledItem], payloads: list[dict]) -> list[PassResult]:
+        """Plan the batch and hand it to the writer; the results of the batches done
+        meanwhile (the one before it, or this one if it was applied on its own)."""
+        done: list[PassResult] = []
+        started = time.monotonic()
+        account = self._account(items, payloads)
+        if account is None:
+            return [*self.finish(), drain_claimed(self.spool, items, payloads)]
+        if self.writer is not None and self.writer_account != account:
+            done += self.finish()
+            self.close()
+        previous = self.pending.batch if self.pending is not None else None
+        try:
+            with account:
+                if self.writer is None:
+                    self.writer = WriterConnection("drain-writer")
+                    self.writer_account = account
+                if not self.writer.locked:
+                    self.writer.lock()
+                received_at = time.time()
+                batch, outcome = prepare(payloads, received_at, previous)
+                someone_waits = another_writer_waits()
+        except BATCH_ERRORS:
+            # Applied on its own, which finds out what failed (or that PostgreSQL is down).
+            return [*done, *self.finish(), drain_claimed(self.spool, items, payloads)]
+        planned = Planned(account, items, payloads, received_at, batch, outcome, started)
+        if self.pending is not None:
+            result, written = self._settle()
+            done.append(result)
+            if not written:  # what this batch was planned on is void
+                return [*done, drain_claimed(self.spool, items, payloads)]
+        planned.written = self.writer.submit(_write, planned)
+        self.pending = planned
+        if someone_waits:
+            done += self.finish()
+        return done
+
+    def finish(self) -> list[PassResult]:
+        """Wait for the batch in flight and let go of the writer lock."""
+        done = []
+        if self.pending is not None:
+            result, _ = self._settle()
+            done.append(result)
+        self._let_go()
+        return done
+
+    def close(self) -> None:
+        """After finish, or when a pass raised: wait for the batch in flight (its spool rows
+        are released if it committed; if not, they wait for their lease to lapse), and close
+        the writer's connection."""
+        try:
+            planned, self.pending = self.pending, None
+            if planned is not None and planned.written.exception() is None:
+                if planned.written.result() is None:
+                    self._committed(planned)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer, self.writer_account = None, None
+
+    def _let_go(self) -> None:
+        """Release the writer lock; a connection that cannot is closed, which releases it."""
+        if self.writer is None:
+            return
+        try:
+            self.writer.unlock()
+        except (DatabaseError, psycopg.Error):
+            self.close()
+
+    def _account(self, items: list[SpooledItem], payloads: list[dict]) -> Account | None:
+        """The batch's account, if it can be overlapped."""
+        if items[0].account == UNVERIFIED or any(p["op"] in MESSAGING_OPS for p in payloads):
+            return None
+        if self.pending is not None and items[0].account == str(self.pending.account.pk):
+            return self.pending.account
+        try:
+            connection.set_schema_to_public()
+            return Account.objects.filter(pk=int(items[0].account)).first()
+        except (OperationalError, InterfaceError):
+            return None  # applied on its own, which finds PostgreSQL down
+
+    def _settle(self) -> tuple[PassResult, bool]:
+        """Wait for the batch in flight; its result, and whether its transaction committed.
+        If it failed, the writer lets go of the lock and the batch is applied again on its
+        own on this connection, in halves down to its dead letters."""
+        planned, self.pending = self.pending, None
+        failure = planned.written.result()
+        if failure is not None:
+            log.warning("a batch failed to write, applied again on its own: %s", failure)
+            self._let_go()
+            return drain_claimed(self.spool, planned.items, planned.payloads), False
+        return self._committed(planned), True
+
+    def _committed(self, planned: Planned) -> PassResult:
+        """After the batch's commit: its dead letters, then its spool rows released."""
+        result = PassResult(claimed=len(planned.items), applied=planned.outcome.applied)
+        account_key = planned.items[0].account
+        for index, reason in planned.outcome.failures:
+            bury(self.spool, planned.items[index], planned.account.pk, reason, result,
+                 release=False)  # fmt: skip
+        self.spool.release([item.id for item in planned.items])
+        self.spool.record_applied({account_key: planned.outcome.applied})
+        self.spool.end_lease(account_key, planned.items[-1].id)
+        result.seconds = time.monotonic() - planned.started
+        return result
+
+
+def _write(planned: Planned) -> Exception | None:
+    """On the writer's thread: write and commit a planned batch; the error if its transaction
+    failed (nothing of it committed). Apply's own cursors raise psycopg's errors."""
+    try:
+        with transaction.atomic():
+            write_batch(planned.batch, planned.outcome, planned.payloads, planned.received_at)
+    except BATCH_ERRORS as error:
+        return error
+    return None
+
+
+def another_writer_waits() -> bool:
+    """Does a session wait for the account's writer lock (this connection on the account)?
+    pg_locks shows an advisory lock's bigint key as two oids."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT EXISTS (
+                SELECT FROM pg_locks, (SELECT hashtext(current_schema())::bigint AS key) AS k
+                WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND classid = ((key >> 32) & 4294967295)::oid
+                  AND objid = (key & 4294967295)::oid
+            )
+            """
+        )
+        return cursor.fetchone()[0]
 
 
 def group_by_account(

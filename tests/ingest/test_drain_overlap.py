@@ -1,0 +1,165 @@
+"""The drain's overlapped batches (ingest.drain.Overlap): each batch of an account planned
+while the one before is written on another connection gives what applying them one after
+another gives, a batch whose write fails is applied again on its own (its bad items dead
+letters) before the next one, and each person's changes land in the spool's order.
+
+The overlap needs committed rows (the writer's connection cannot see a test's transaction), so
+these tests drain on threads of their own, as a drain worker does, and remove what they made
+afterwards. The reference is the same items drained inside a transaction, where the drain
+applies its batches one after another.
+"""
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection, transaction
+
+from accounts.models import Account
+from ingest import drain as drain_module
+from ingest import wire
+from ingest.models import DeadLetter
+from segments.models import ActivitySummary, Event, EventDay, Person
+from tests.ingest.conftest import drain
+from tests.threads import in_thread
+
+
+@pytest.fixture
+def accounts(django_db_setup, django_db_blocker, spool) -> Iterator[dict]:
+    """acme (overlapped) and globex (the reference), emptied of what the drain made after."""
+
+    def both() -> dict:
+        return {slug: Account.objects.get(slug=slug) for slug in ("acme", "globex")}
+
+    with django_db_blocker.unblock():
+        found = in_thread(both)
+        yield found
+
+        def remove() -> None:
+            for account in found.values():
+                with account:
+                    Person.objects.all().delete()
+                    Event.objects.all().delete()
+                    ActivitySummary.objects.all().delete()
+                    EventDay.objects.all().delete()
+            DeadLetter.objects.filter(account_id__in=[a.pk for a in found.values()]).delete()
+
+        in_thread(remove)
+
+
+@pytest.fixture
+def overlapped(monkeypatch) -> list[bool]:
+    """Records, for every batch the overlap planned, whether another was in flight."""
+    carried: list[bool] = []
+    prepare = drain_module.prepare
+
+    def spy(items, received_at, previous=None):
+        carried.append(previous is not None)
+        return prepare(items, received_at, previous)
+
+    monkeypatch.setattr(drain_module, "prepare", spy)
+    return carried
+
+
+def drain_items(spool, account: Account, items: list[dict], one_by_one: bool) -> dict:
+    """Spool the items for the account and drain them in batches of 2; what came of it."""
+
+    def run() -> dict:
+        spool.append(str(account.pk), [json.dumps(item) for item in items])
+        if one_by_one:
+            with transaction.atomic():
+                result = drain(spool, batch_size=2)
+        else:
+            result = drain(spool, batch_size=2)
+        connection.set_schema_to_public()
+        letters = list(DeadLetter.objects.filter(account_id=account.pk))
+        with account:
+            return {
+                "counts": (result.claimed, result.applied, result.dead),
+                "dead": sorted(json.dumps(letter.payload, sort_keys=True) for letter in letters),
+                "people": sorted(
+                    (p.customer_id or "", p.email or "", sorted(p.attributes.items()))
+                    for p in Person.objects.all()
+                ),
+                "events": sorted(
+                    (e.person.customer_id if e.person else e.anonymous_id, e.name, e.dedupe_key)
+                    for e in Event.objects.select_related("person")
+                ),
+                "summaries": sorted(
+                    (s.person.customer_id, s.name, s.count)
+                    for s in ActivitySummary.objects.select_related("person")
+                ),
+                "pending": spool.pending_count(),
+                "leased": spool.leased_accounts(),
+            }
+
+    return in_thread(run)
+
+
+def compare(spool, accounts: dict, items: list[dict]) -> dict:
+    result = drain_items(spool, accounts["acme"], items, one_by_one=False)
+    reference = drain_items(spool, accounts["globex"], items, one_by_one=True)
+    assert result == reference
+    assert (result["pending"], result["leased"]) == (0, [])
+    return result
+
+
+def identify(person: str, at: float = 100, **values) -> dict:
+    return wire.cio_identify(person, {**values, "_timestamp": at})
+
+
+def event(person: str, name: str, key: str) -> dict:
+    return wire.cio_event(person, {"name": name, "id": key, "timestamp": 1_700_000_000})
+
+
+def failed_writes(caplog) -> int:
+    return sum("failed to write" in record.getMessage() for record in caplog.records)
+
+
+def test_later_batches_change_people_that_earlier_batches_created(
+    spool, accounts, overlapped, caplog
+):
+    items = [
+        identify("1", plan="a", email="a@x.com"), identify("2", plan="b"),
+        event("1", "seen", "e1"), identify("1", plan="c"),  # while the first batch is written
+        identify("3", email="a@x.com"), event("2", "seen", "e2"),  # a@x.com is 1's: refused
+        identify("1", email="new@x.com"), event("1", "other", "e4"),  # a@x.com freed...
+        identify("3", email="a@x.com"), wire.cio_delete("2"),  # ...and taken; 2 deleted
+        event("2", "seen", "e3"), event("1", "seen", "e1"),  # 2 again; a replay adds nothing
+        identify("3", seats=4), identify("2", plan="d"),
+    ]  # fmt: skip
+    result = compare(spool, accounts, items)
+    assert result["counts"] == (14, 13, 1)
+    assert result["people"] == [
+        ("1", "new@x.com", [("email", "new@x.com"), ("plan", "c")]),
+        ("2", "", [("plan", "d")]),
+        ("3", "a@x.com", [("email", "a@x.com"), ("seats", 4)]),
+    ]
+    assert result["summaries"] == [("1", "other", 1), ("1", "seen", 1), ("2", "seen", 1)]
+    # Every batch after the first was planned while the one before was written, and none
+    # had to be applied again on its own.
+    assert overlapped == [False] + [True] * 6
+    assert failed_writes(caplog) == 0
+
+
+def test_a_batch_whose_write_fails_is_applied_again_on_its_own_in_order(
+    spool, accounts, overlapped, caplog
+):
+    # The bad event fails its batch's write (its timestamp is only read there); the batch
+    # after it was planned on top of it, so it is planned again after the bad batch was
+    # applied in halves. One time for every change: only the spool's order decides.
+    bad = {**event("5", "bad", "bad-1"), "timestamp": "not a time"}
+    items = [
+        identify("5", step=1), identify("5", step=2),
+        bad, identify("5", step=3),
+        identify("5", step=4), event("5", "ok", "ok-1"),
+        identify("5", step=5), identify("6", step=1),
+    ]  # fmt: skip
+    result = compare(spool, accounts, items)
+    assert result["counts"] == (8, 7, 1)
+    assert [json.loads(letter)["name"] for letter in result["dead"]] == ["bad"]
+    assert result["people"] == [("5", "", [("step", 5)]), ("6", "", [("step", 1)])]
+    assert result["events"] == [("5", "ok", "ok-1")]
+    assert failed_writes(caplog) == 1
+    # The batch after the bad one was planned on top of it, then applied on its own.
+    assert overlapped[:3] == [False, True, True]
