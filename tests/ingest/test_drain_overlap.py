@@ -10,6 +10,8 @@ applies its batches one after another.
 """
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +20,7 @@ from django.db import connection, transaction
 from accounts.models import Account
 from ingest import drain as drain_module
 from ingest import wire
+from ingest.apply import apply_items
 from ingest.models import DeadLetter
 from segments.models import ActivitySummary, Event, EventDay, Person
 from tests.ingest.conftest import drain
@@ -163,3 +166,54 @@ def test_a_batch_whose_write_fails_is_applied_again_on_its_own_in_order(
     assert failed_writes(caplog) == 1
     # The batch after the bad one was planned on top of it, then applied on its own.
     assert overlapped[:3] == [False, True, True]
+
+
+def wait_for_a_lock_waiter() -> None:
+    """Until a session waits for an advisory lock (the writer lock)."""
+    deadline = time.monotonic() + 15
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("nobody waited for the writer lock")
+
+
+def test_another_writer_gets_its_turn_between_overlapped_batches(spool, accounts, monkeypatch):
+    # While the drain holds the writer lock across batches, a change that takes the lock (an
+    # import's chunk, the dashboard's) waits; the drain lets go after the batch in flight,
+    # and the batches after read what that change wrote instead of overwriting it.
+    acme = accounts["acme"]
+    order: list[str] = []
+    prepare, write = drain_module.prepare, drain_module._write
+
+    def vip() -> None:
+        item = {"op": "identify", "person": {"id": "1"}, "attributes": {"vip": True},
+                "update_only": True, "at": time.time() + 60, "anonymous_id": None}  # fmt: skip
+        with acme:
+            assert apply_items([item]).applied == 1
+        order.append("other writer")
+
+    def prepare_with_a_writer_waiting(items, received_at, previous=None):
+        planned = prepare(items, received_at, previous)
+        if previous is not None and "other writer" not in order and not waiting:
+            waiting.append(threading.Thread(target=in_thread, args=(vip,)))
+            waiting[0].start()
+            in_thread(wait_for_a_lock_waiter)
+        return planned
+
+    def recorded_write(planned):
+        order.append("batch")
+        return write(planned)
+
+    waiting: list[threading.Thread] = []
+    monkeypatch.setattr(drain_module, "prepare", prepare_with_a_writer_waiting)
+    monkeypatch.setattr(drain_module, "_write", recorded_write)
+    items = [identify(str(n % 2), step=n) for n in range(8)]
+    result = drain_items(spool, acme, items, one_by_one=False)
+    waiting[0].join()
+    assert order == ["batch", "batch", "other writer", "batch", "batch"]
+    assert result["people"] == [("0", "", [("step", 6)]), ("1", "", [("step", 7), ("vip", True)])]
