@@ -289,7 +289,7 @@ class Overlap:
 
     def _account(self, items: list[SpooledItem], payloads: list[dict]) -> Account | None:
         """The batch's account, if it can be overlapped."""
-        if items[0].account == UNVERIFIED or any(p["op"] in MESSAGING_OPS for p in payloads):
+        if items[0].account == UNVERIFIED or any(p.get("op") in MESSAGING_OPS for p in payloads):
             return None
         if self.pending is not None and items[0].account == str(self.pending.account.pk):
             return self.pending.account
