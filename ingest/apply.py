@@ -112,9 +112,11 @@ class Batch:
         # The identifiers the items name (customer ids, emails, anonymous ids), set by load.
         self.named: tuple[set, set, set] = (set(), set(), set())
 
-    def load(self, items: list[dict]) -> None:
+    def load(self, items: list[dict], previous: "Batch | None" = None) -> None:
         """Read the people the items name: whole for the ones whose attributes may change,
-        identifiers only for the ones that only get events."""
+        identifiers only for the ones that only get events. With `previous` (see carry_over),
+        not those it holds whole under a customer id or email the items name: carry_over gives
+        them as `previous` leaves them, and their rows here would be stale, read for nothing."""
         ids, emails, anonymous = set(), set(), set()
         event_ids, event_emails = set(), set()
         for item in items:
@@ -146,9 +148,13 @@ class Batch:
                 WHERE (kind = 'id' AND value = {ANY_OF_JSON})
                    OR (kind = 'email' AND value = {ANY_OF_JSON})
                 """,
-                [as_json([*ids, *event_ids]), as_json([*emails, *event_emails])],
+                [as_json(self.named[0]), as_json(self.named[1])],
             )
             self.suppressed = {(kind, value) for kind, value in cursor.fetchall()}
+            if previous is not None:
+                ids, event_ids = previous.unheld(ids, "id"), previous.unheld(event_ids, "id")
+                emails = previous.unheld(emails, "email")
+                event_emails = previous.unheld(event_emails, "email")
             # One indexed lookup per identifier kind; an OR across them would scan the table.
             # UNION ALL: duplicates are dropped below, not by comparing whole rows.
             if ids or emails or anonymous:
@@ -197,6 +203,12 @@ class Batch:
                         )
                         self.loaded[id_] = state
                         self.remember(state)
+
+    def unheld(self, values: set[str], kind: str) -> set[str]:
+        """The customer ids or emails among `values` that this batch holds no whole person
+        under (none, or one read only for events)."""
+        index = self.by_id if kind == "id" else self.by_email
+        return {value for value in values if (held := index.get(value)) is None or held.partial}
 
     def people(self) -> list[PersonState]:
         """Every person the batch holds, once each."""
@@ -479,7 +491,7 @@ def prepare(
     """Read the people the items name and apply the items to them in memory, new people
     given their ids; `previous` is a batch planned before, not yet committed (carry_over)."""
     batch = Batch()
-    batch.load(items)
+    batch.load(items, previous)
     if previous is not None:
         batch.carry_over(previous)
     outcome = plan(batch, items, received_at)
