@@ -1,6 +1,7 @@
 """Running test code on a thread of its own, with its own database connection."""
 
 import threading
+import time
 from collections.abc import Callable
 
 from django.db import connection
@@ -28,3 +29,17 @@ def in_thread[T](function: Callable[[], T], timeout: float = 120) -> T:
     if errors:
         raise errors[0]
     return results[0]
+
+
+def wait_for_a_lock_waiter(timeout: float = 15) -> None:
+    """Until some session waits for an advisory lock (the account's writer lock)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("nobody waited for the writer lock")

@@ -24,7 +24,7 @@ from ingest.apply import apply_items
 from ingest.models import DeadLetter
 from segments.models import ActivitySummary, Event, EventDay, Person
 from tests.ingest.conftest import drain
-from tests.threads import in_thread
+from tests.threads import in_thread, wait_for_a_lock_waiter
 
 
 @pytest.fixture
@@ -166,20 +166,6 @@ def test_a_batch_whose_write_fails_is_applied_again_on_its_own_in_order(
     assert failed_writes(caplog) == 1
     # The batch after the bad one was planned on top of it, then applied on its own.
     assert overlapped[:3] == [False, True, True]
-
-
-def wait_for_a_lock_waiter() -> None:
-    """Until a session waits for an advisory lock (the writer lock)."""
-    deadline = time.monotonic() + 15
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-    raise AssertionError("nobody waited for the writer lock")
 
 
 def test_another_writer_gets_its_turn_between_overlapped_batches(spool, accounts, monkeypatch):

@@ -13,14 +13,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account
 from ingest.apply import apply_items
 from segments import imports
 from segments.models import Import, Person
-from tests.threads import in_thread
+from tests.threads import in_thread, wait_for_a_lock_waiter
 
 
 @pytest.fixture
@@ -189,20 +189,6 @@ def test_a_chunk_whose_write_fails_is_applied_again_and_counted_once(
         ("c@x.com", {"email": "c@x.com", "plan": "p4", "vip": True}),
         ("d@x.com", {"email": "d@x.com", "plan": "p1"}),
     ]
-
-
-def wait_for_a_lock_waiter() -> None:
-    """Until a session waits for an advisory lock (the drain, for the writer lock)."""
-    deadline = time.monotonic() + 15
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-    raise AssertionError("the drain never waited for the writer lock")
 
 
 def test_the_drain_gets_its_turn_during_an_import(accounts, overlapped, monkeypatch):
