@@ -118,13 +118,23 @@ class Spool:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        # Checkpoints run after the writer lock is released (see _Transaction), not inside
-        # whichever commit crosses SQLite's threshold while every other writer waits.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        conn.executescript(SCHEMA)
+        # Setting up takes SQLite's write lock, so it queues on the writers' lock like every
+        # writer (see _Transaction): polling for SQLite's lock instead, a new connection could
+        # wait its whole busy timeout while the writers hand the lock on to each other, and
+        # fail with "database is locked" (a web worker's first request, under load).
+        lock = os.open(self.path.with_name(self.path.name + ".lock"),
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            # Checkpoints run after the writer lock is released (see _Transaction), not inside
+            # whichever commit crosses SQLite's threshold while every other writer waits.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.executescript(SCHEMA)
+        finally:
+            os.close(lock)  # and with it the flock
         return conn
 
     def append(self, account: str, payloads: list[str]) -> None:
