@@ -2,7 +2,8 @@
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from django.db import connection
 
@@ -43,3 +44,19 @@ def wait_for_a_lock_waiter(timeout: float = 15) -> None:
                 return
             time.sleep(0.01)
     raise AssertionError("nobody waited for the writer lock")
+
+
+@contextmanager
+def committed_accounts(django_db_blocker, clear: Callable[[dict], None]) -> Iterator[dict]:
+    """acme and globex, for tests whose writes must commit (another connection must see them),
+    then `clear(accounts)` on a connection of its own."""
+
+    def both() -> dict:
+        from accounts.models import Account
+
+        return {slug: Account.objects.get(slug=slug) for slug in ("acme", "globex")}
+
+    with django_db_blocker.unblock():
+        found = in_thread(both)
+        yield found
+        in_thread(lambda: clear(found))

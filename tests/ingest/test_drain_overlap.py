@@ -24,30 +24,24 @@ from ingest.apply import apply_items
 from ingest.models import DeadLetter
 from segments.models import ActivitySummary, Event, EventDay, Person
 from tests.ingest.conftest import drain
-from tests.threads import in_thread, wait_for_a_lock_waiter
+from tests.threads import committed_accounts, in_thread, wait_for_a_lock_waiter
 
 
 @pytest.fixture
 def accounts(django_db_setup, django_db_blocker, spool) -> Iterator[dict]:
     """acme (overlapped) and globex (the reference), emptied of what the drain made after."""
 
-    def both() -> dict:
-        return {slug: Account.objects.get(slug=slug) for slug in ("acme", "globex")}
+    def clear(found: dict) -> None:
+        for account in found.values():
+            with account:
+                Person.objects.all().delete()
+                Event.objects.all().delete()
+                ActivitySummary.objects.all().delete()
+                EventDay.objects.all().delete()
+        DeadLetter.objects.filter(account_id__in=[a.pk for a in found.values()]).delete()
 
-    with django_db_blocker.unblock():
-        found = in_thread(both)
+    with committed_accounts(django_db_blocker, clear) as found:
         yield found
-
-        def remove() -> None:
-            for account in found.values():
-                with account:
-                    Person.objects.all().delete()
-                    Event.objects.all().delete()
-                    ActivitySummary.objects.all().delete()
-                    EventDay.objects.all().delete()
-            DeadLetter.objects.filter(account_id__in=[a.pk for a in found.values()]).delete()
-
-        in_thread(remove)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from accounts.models import Account
 from ingest.apply import apply_items
 from segments import imports
 from segments.models import Import, Person
-from tests.threads import in_thread, wait_for_a_lock_waiter
+from tests.threads import committed_accounts, in_thread, wait_for_a_lock_waiter
 
 
 @pytest.fixture
@@ -28,20 +28,14 @@ def accounts(django_db_setup, django_db_blocker, settings, tmp_path) -> Iterator
     """acme (overlapped) and globex (the reference), emptied of people and imports after."""
     settings.IMPORTS_DIR = tmp_path / "imports"
 
-    def both() -> dict:
-        return {slug: Account.objects.get(slug=slug) for slug in ("acme", "globex")}
+    def clear(found: dict) -> None:
+        for account in found.values():
+            with account:
+                Person.objects.all().delete()
+                Import.objects.all().delete()
 
-    with django_db_blocker.unblock():
-        found = in_thread(both)
+    with committed_accounts(django_db_blocker, clear) as found:
         yield found
-
-        def remove() -> None:
-            for account in found.values():
-                with account:
-                    Person.objects.all().delete()
-                    Import.objects.all().delete()
-
-        in_thread(remove)
 
 
 def run_csv(account: Account, text: str, identifier: str, kind: str, one_by_one: bool) -> dict:
