@@ -60,6 +60,9 @@ class DatabaseDown(Exception):
     pass
 
 
+# A worker closes its writer connection after this long without items (drain_forever).
+WRITER_IDLE_SECONDS = 60
+
 # What applying a batch raises when an item in it is bad (apply's own cursors and COPY raise
 # psycopg's errors, Django's cursors Django's): the batch is applied again in halves.
 BATCH_ERRORS = (DatabaseError, psycopg.Error, ValueError, KeyError, TypeError)
@@ -136,17 +139,28 @@ def claim_parsed(
 
 
 def drain_batches(
-    spool: Spool, batch_size: int, lease_seconds: float, stop: Callable[[], bool] = lambda: False
-) -> Iterator[PassResult]:
+    spool: Spool, batch_size: int, lease_seconds: float, stop: Callable[[], bool] = lambda: False,
+    overlap: "Overlap | None" = None,
+) -> Iterator[PassResult]:  # fmt: skip
     """Passes back to back while the worker's account has the oldest items, until PostgreSQL
     is down or `stop()`: each batch's successor is claimed (in the helper thread) while the
     batch is applied, and its spool writes are done while the successor is applied. Batches
     of one account are overlapped (`Overlap`), unless the caller holds a transaction open:
-    another connection would not see its rows, so they are applied one after another."""
+    another connection would not see its rows, so they are applied one after another.
+
+    A caller that drains again and again (drain_forever) passes its own `overlap`, whose
+    writer connection then outlives the call; otherwise it is closed at the end."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool") as helper:
         behind = SpoolBehind(spool, helper)
-        overlap = None if connection.in_atomic_block else Overlap(behind)
+        keep = overlap is not None
+        if connection.in_atomic_block:
+            overlap, keep = None, False
+        elif overlap is None:
+            overlap = Overlap()
+        if overlap is not None:
+            overlap.spool = behind
         items: list[SpooledItem] = []
+        ended = down = False
         try:
             # The collector stays paused while batches are parsed and applied (in any thread:
             # it is one switch for the process), and runs while the caller has control.
@@ -164,11 +178,14 @@ def drain_batches(
                         results += overlap.finish()
                 behind.settle(wait=False)  # this batch's writes go on beside the next one
                 yield from results
-                if any(result.database_down for result in results) or stop():
+                down = any(result.database_down for result in results)
+                if down or stop():
                     break
+            ended = True
         finally:
             if overlap is not None:
-                overlap.close()
+                # After a pass that raised, or with PostgreSQL gone, the writer's goes too.
+                overlap.end_pass(keep=keep and ended and not down)
             # Items claimed and not applied (read ahead, or a batch that raised; a read-ahead
             # is of the same account and its claim runs first): back to the spool for whoever
             # comes next.
@@ -212,11 +229,12 @@ class Overlap:
     top of it is void and applied on its own after it).
     """
 
-    def __init__(self, spool: "SpoolBehind") -> None:
-        self.spool = spool
+    def __init__(self) -> None:
+        self.spool: SpoolBehind | None = None  # the pass's (drain_batches sets it)
         self.writer: WriterConnection | None = None
         self.writer_account: Account | None = None
         self.pending: Planned | None = None
+        self.used = time.monotonic()
 
     def hand_over(self, items: list[SpooledItem], payloads: list[dict]) -> list[PassResult]:
         """Plan the batch and hand it to the writer; the results of the batches done
@@ -226,7 +244,7 @@ class Overlap:
         account = self._account(items, payloads)
         if account is None:
             return [*self.finish(), drain_claimed(self.spool, items, payloads)]
-        if self.writer is not None and self.writer_account != account:
+        if self.writer is not None and not same_place(self.writer_account, account):
             done += self.finish()
             self.close()
         previous = self.pending.batch if self.pending is not None else None
@@ -242,7 +260,11 @@ class Overlap:
                 someone_waits = another_writer_waits()
         except BATCH_ERRORS:
             # Applied on its own, which finds out what failed (or that PostgreSQL is down).
-            return [*done, *self.finish(), drain_claimed(self.spool, items, payloads)]
+            # The writer's connection may be what failed (a kept one that PostgreSQL closed
+            # while idle): the next batch gets a new one.
+            done += self.finish()
+            self.close()
+            return [*done, drain_claimed(self.spool, items, payloads)]
         planned = Planned(account, items, payloads, received_at, batch, outcome, started)
         if self.pending is not None:
             result, written = self._settle()
@@ -264,19 +286,33 @@ class Overlap:
         self._let_go()
         return done
 
-    def close(self) -> None:
-        """After finish, or when a pass raised: wait for the batch in flight (its spool rows
-        are released if it committed; if not, they wait for their lease to lapse), and close
-        the writer's connection."""
+    def end_pass(self, keep: bool) -> None:
+        """At the end of a pass (drain_batches): wait for the batch in flight (its spool rows
+        are released if it committed; if not, they wait for their lease to lapse) and let go
+        of the writer lock. With `keep`, the writer's connection stays open for the next
+        pass: a worker fed a trickle of small bursts would otherwise open a connection (and
+        a thread) for every burst."""
         try:
             planned, self.pending = self.pending, None
             if planned is not None and planned.written.exception() is None:
                 if planned.written.result() is None:
                     self._committed(planned)
+            if keep:
+                self._let_go()
         finally:
-            if self.writer is not None:
-                self.writer.close()
-                self.writer, self.writer_account = None, None
+            self.used = time.monotonic()
+            if not keep:
+                self.close()
+
+    def close(self) -> None:
+        """Close the writer's connection (which lets go of the lock), after end_pass."""
+        if self.writer is not None:
+            writer, self.writer, self.writer_account = self.writer, None, None
+            writer.close()
+
+    def close_if_idle(self, seconds: float) -> None:
+        if self.writer is not None and time.monotonic() - self.used > seconds:
+            self.close()
 
     def _let_go(self) -> None:
         """Release the writer lock; a connection that cannot is closed, which releases it."""
@@ -307,7 +343,7 @@ class Overlap:
         failure = planned.written.result()
         if failure is not None:
             log.warning("a batch failed to write, applied again on its own: %s", failure)
-            self._let_go()
+            self.close()  # its connection may be what failed; the next batch gets a new one
             return drain_claimed(self.spool, planned.items, planned.payloads), False
         return self._committed(planned), True
 
@@ -323,6 +359,15 @@ class Overlap:
         self.spool.end_lease(account_key, planned.items[-1].id)
         result.seconds = time.monotonic() - planned.started
         return result
+
+
+def same_place(writer_account: Account | None, account: Account) -> bool:
+    """Whether a writer opened for `writer_account` writes where `account` is now: the same
+    account, still in the same schema on the same server (a move changes both)."""
+    return writer_account is not None and (
+        (writer_account.pk, writer_account.server, writer_account.schema_name)
+        == (account.pk, account.server, account.schema_name)
+    )
 
 
 def _write(planned: Planned) -> Exception | None:
@@ -470,26 +515,33 @@ def without_nul(value: Any) -> Any:
 
 
 def drain_forever(spool: Spool, batch_size: int, lease_seconds: float, stop=lambda: False) -> None:
+    overlap = Overlap()  # its writer connection is kept from one pass to the next
     backoff = 0.5
-    while not stop():
-        claimed, down = 0, False
-        try:
-            for result in drain_batches(spool, batch_size, lease_seconds, stop):
-                claimed += result.claimed
-                down = result.database_down
-                if result.claimed and not down:
-                    log.info(
-                        "applied %s items (%s dead) in %.2fs",
-                        result.applied, result.dead, result.seconds,
-                    )  # fmt: skip
-        except (OperationalError, InterfaceError):
-            down = True
-        if down:
-            log.warning("PostgreSQL unreachable; %s items wait in the spool", spool.pending_count())
-            connection.close()
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 10)
-            continue
-        backoff = 0.5
-        if not claimed:
-            time.sleep(0.2)
+    try:
+        while not stop():
+            claimed, down = 0, False
+            try:
+                for result in drain_batches(spool, batch_size, lease_seconds, stop, overlap):
+                    claimed += result.claimed
+                    down = result.database_down
+                    if result.claimed and not down:
+                        log.info(
+                            "applied %s items (%s dead) in %.2fs",
+                            result.applied, result.dead, result.seconds,
+                        )  # fmt: skip
+            except (OperationalError, InterfaceError):
+                down = True
+            if down:
+                log.warning(
+                    "PostgreSQL unreachable; %s items wait in the spool", spool.pending_count()
+                )
+                connection.close()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                continue
+            backoff = 0.5
+            if not claimed:
+                overlap.close_if_idle(WRITER_IDLE_SECONDS)
+                time.sleep(0.2)
+    finally:
+        overlap.close()

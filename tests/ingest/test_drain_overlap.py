@@ -217,3 +217,126 @@ def test_a_batch_with_messaging_items_is_applied_on_its_own(spool, accounts, mon
     assert written == [["identify", "identify"], ["identify", "identify"]]
     assert result["counts"] == (6, 6, 0)
     assert result["people"] == [("1", "", [("step", 3)]), ("2", "", [("step", 2)])]
+
+
+# A worker's writer connection outlives a pass (drain_forever hands the same Overlap to each
+# drain_batches call): a trickle of small bursts must not open a connection per burst.
+
+
+def drain_pass(spool, overlap: drain_module.Overlap, account: Account, items: list[dict]) -> int:
+    """Spool the items and drain them in one pass with `overlap`; its writer's backend pid."""
+    spool.append(str(account.pk), [json.dumps(item) for item in items])
+    for _ in drain_module.drain_batches(spool, batch_size=2, lease_seconds=60, overlap=overlap):
+        pass
+    assert spool.pending_count() == 0
+    return overlap.writer.run(backend_pid)
+
+
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def advisory_locks_held() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        return cursor.fetchone()[0]
+
+
+def customer_ids(account: Account) -> list[str]:
+    with account:
+        return sorted(Person.objects.values_list("customer_id", flat=True))
+
+
+def test_the_next_pass_of_the_account_writes_on_the_same_connection(spool, accounts):
+    acme = accounts["acme"]
+
+    def run() -> tuple[int, int, int]:
+        overlap = drain_module.Overlap()
+        try:
+            first = drain_pass(spool, overlap, acme, [identify("1"), identify("2"), identify("3")])
+            # Between passes the writer holds no lock: imports and the dashboard go ahead.
+            locks = advisory_locks_held()
+            second = drain_pass(spool, overlap, acme, [identify("4"), identify("5"), identify("6")])
+            return first, second, locks
+        finally:
+            overlap.close()
+
+    first, second, locks = in_thread(run)
+    assert first == second
+    assert locks == 0
+    assert customer_ids(acme) == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_a_kept_writer_never_writes_for_another_account(spool, accounts):
+    acme, globex = accounts["acme"], accounts["globex"]
+
+    def run() -> tuple[int, int]:
+        overlap = drain_module.Overlap()
+        try:
+            first = drain_pass(spool, overlap, acme, [identify("a1"), identify("a2")] * 2)
+            second = drain_pass(spool, overlap, globex, [identify("g1"), identify("g2")] * 2)
+            return first, second
+        finally:
+            overlap.close()
+
+    first, second = in_thread(run)
+    assert first != second  # a writer of globex's own
+    assert customer_ids(acme) == ["a1", "a2"]
+    assert customer_ids(globex) == ["g1", "g2"]
+
+
+def test_a_kept_writer_whose_connection_was_closed_is_replaced_and_nothing_is_lost(
+    spool, accounts, caplog
+):
+    # PostgreSQL closed the idle writer's connection (a restart, an idle timeout): the next
+    # pass applies everything all the same, exactly once, and gets a new writer.
+    acme = accounts["acme"]
+
+    def run() -> tuple[int, int]:
+        overlap = drain_module.Overlap()
+        try:
+            first = drain_pass(spool, overlap, acme, [identify("1"), identify("2")])
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+            items = [identify(str(n), step=n) for n in range(3, 9)]
+            items += [event("3", "bought", "k-1"), event("3", "bought", "k-1")]
+            second = drain_pass(spool, overlap, acme, items)
+            return first, second
+        finally:
+            overlap.close()
+
+    first, second = in_thread(run)
+    assert first != second
+    assert customer_ids(acme) == [str(n) for n in range(1, 9)]
+    with acme:
+        assert list(Event.objects.values_list("dedupe_key", flat=True)) == ["k-1"]
+    assert not DeadLetter.objects.filter(account_id=acme.pk).exists()
+
+
+def test_an_idle_writer_is_closed(spool, accounts):
+    acme = accounts["acme"]
+
+    def run() -> tuple[bool, bool]:
+        overlap = drain_module.Overlap()
+        try:
+            drain_pass(spool, overlap, acme, [identify("1"), identify("2")])
+            overlap.close_if_idle(60)
+            kept = overlap.writer is not None
+            overlap.close_if_idle(0)
+            return kept, overlap.writer is None
+        finally:
+            overlap.close()
+
+    assert in_thread(run) == (True, True)
+
+
+def test_a_writer_is_not_kept_for_an_account_moved_since(accounts):
+    acme = accounts["acme"]
+    moved = Account.objects.get(pk=acme.pk)
+    moved.server = "elsewhere"
+    assert drain_module.same_place(acme, Account.objects.get(pk=acme.pk))
+    assert not drain_module.same_place(acme, moved)
+    assert not drain_module.same_place(acme, accounts["globex"])
+    assert not drain_module.same_place(None, acme)
