@@ -140,6 +140,24 @@ def live_counts(rounds: int) -> dict[str, list[float]]:
     return times
 
 
+def vacuum_memberships() -> None:
+    """Vacuum what deleting segments left dead (every membership of the run before, millions
+    in a kept account), as autovacuum would have between a user's edits. Without it the next
+    part ran against those dead rows: a kept account's membership table once held 13,600,000
+    dead rows beside 200,000 live ones (autovacuum, slowed by its cost limit, was cut off by
+    every run's shutdown), and inserting 600,000 memberships took 3.5-5 s instead of 2.8 s."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in (
+            "segments_membership",
+            "segments_membershipchange",
+            "segments_membershipchangeset",
+            "segments_membershipchangechunk",
+        ):
+            cursor.execute(f"VACUUM (ANALYZE) {table}")  # fmt: skip
+
+
 def drain_items(count: int, people: int, seed: int) -> list[dict]:
     from ingest import wire
 
@@ -233,9 +251,11 @@ def main() -> None:
         account = Account.objects.get(slug="bench")
         with account:
             Segment.objects.all().delete()  # a reused account's segments of the last run
+            vacuum_memberships()
             recompute = recompute_table() if "recompute" in parts else []
             counts = live_counts(options.rounds) if "counts" in parts else {}
             Segment.objects.all().delete()
+            vacuum_memberships()
             if "drain" in parts:
                 twenty_segments()
             rates: dict[str, list[float]] = {"none": [], "20": [], "in segments": []}
