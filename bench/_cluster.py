@@ -99,3 +99,16 @@ def filled(folder: Path, how: str) -> bool:
 
 def mark_filled(folder: Path, how: str) -> None:
     (folder / "filled").write_text(how)
+
+
+def setup_django(folder: Path, url: str) -> None:
+    """Point Django at the benchmark's database, with a spool and a var folder in `folder`,
+    and set it up (imports of models come after this)."""
+    os.environ.update(
+        DATABASE_URL=url, FERRY_VAR_DIR=str(folder / "var"),
+        INGEST_SPOOL_PATH=str(folder / "spool.sqlite3"), LOG_LEVEL="WARNING",
+    )  # fmt: skip
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()

@@ -19,7 +19,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from bench._cluster import ferry_database  # noqa: E402
+from bench._cluster import ferry_database, setup_django  # noqa: E402
 
 PEOPLE = 20_000
 EVENT_NAMES = ["page_viewed", "signed_in", "purchase", "added_to_cart", "search"]
@@ -146,14 +146,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000)
     count = parser.parse_args().items
     with ferry_database() as (folder, url, account):
-        os.environ.update(
-            DATABASE_URL=url, FERRY_VAR_DIR=str(folder / "var"),
-            INGEST_SPOOL_PATH=str(folder / "spool.sqlite3"), LOG_LEVEL="WARNING",
-        )  # fmt: skip
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        import django
-
-        django.setup()
+        setup_django(folder, url)
         from django.core.management import call_command
 
         from accounts.models import Account

@@ -16,7 +16,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from bench._cluster import ferry_database  # noqa: E402
+from bench._cluster import ferry_database, setup_django  # noqa: E402
 
 SIZES = [1, 5, 50]
 ROUNDS = 6  # each mode's bursts come in rounds, alternated, so drift hits both alike
@@ -43,14 +43,7 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=600, help="per burst size and mode")
     options = parser.parse_args()
     with ferry_database() as (folder, url, _):
-        os.environ.update(
-            DATABASE_URL=url, FERRY_VAR_DIR=str(folder / "var"),
-            INGEST_SPOOL_PATH=str(folder / "spool.sqlite3"), LOG_LEVEL="WARNING",
-        )  # fmt: skip
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        import django
-
-        django.setup()
+        setup_django(folder, url)
         from accounts.models import Account
         from ingest.drain import Overlap
         from ingest.spool import get_spool
