@@ -480,20 +480,29 @@ def comparison(column: str, c: Comparison, now: datetime) -> tuple[str, list[Any
         case "less_than":
             sql, params = f"{number_sql} < %s", [*number_params, number(c.value)]
         case "between":
-            low, high = (number(v) for v in c.value)
-            sql, params = f"{number_sql} BETWEEN %s AND %s", [*number_params, low, high]
+            low, high = (number(v) for v in c.value)  # low <= high (segments.rules checks)
+            sql, params = within(number_sql, number_params, low, high)
         case "before" | "after":
             moment = epoch_seconds(parse_time(c.value))
             sign = "<" if c.operator == "before" else ">"
             sql, params = f"{time_sql} {sign} %s", [*time_params, moment]
         case "within_last_days":
-            since = epoch_seconds(now - timedelta(days=c.value))
-            sql = f"{time_sql} BETWEEN %s AND %s"
-            params = [*time_params, since, epoch_seconds(now)]
+            since = epoch_seconds(now - timedelta(days=c.value))  # days >= 1: since < now
+            sql, params = within(time_sql, time_params, since, epoch_seconds(now))
         case _:  # more_than_days_ago
             before = epoch_seconds(now - timedelta(days=c.value))
             sql, params = f"{time_sql} < %s", [*time_params, before]
     return f"COALESCE({sql}, false)", params
+
+
+def within(
+    value_sql: str, value_params: list[Any], low: Decimal, high: Decimal
+) -> tuple[str, list[Any]]:
+    """`low <= value <= high`, with the value computed once: BETWEEN repeats its expression
+    for each bound, and a typed attribute's expression (above) is most of a full scan's work
+    when a rule reads attributes (a time read from a string costs two pattern matches and
+    two parses). The range is a constant; `low` must not be above `high`."""
+    return f"(numrange(%s, %s, '[]') @> {value_sql})", [low, high, *value_params]
 
 
 # --- The editor's estimate ------------------------------------------------------------------
