@@ -429,15 +429,16 @@ def comparison(column: str, c: Comparison, now: datetime) -> tuple[str, list[Any
         f"(CASE WHEN jsonb_typeof({value_}) IN ('string', 'number', 'boolean') THEN {raw} END)"
     )
     text_params = [name, name]
-    # The number of a JSON number or of a string spelling one.
+    # The number of a JSON number or of a string spelling one. A JSON number is cast as it
+    # is (jsonb keeps it as a numeric), not printed and parsed again.
     number_sql = (
-        f"(CASE jsonb_typeof({value_}) WHEN 'number' THEN ({raw})::numeric "
+        f"(CASE jsonb_typeof({value_}) WHEN 'number' THEN ({value_})::numeric "
         f"WHEN 'string' THEN CASE WHEN {raw} ~ %s THEN ({raw})::numeric END END)"
     )
     number_params = [name, name, name, NUMBER_PATTERN, name]
     # The time of a value, in unix seconds: its number, or an ISO-8601 string's moment.
     time_sql = (
-        f"(CASE jsonb_typeof({value_}) WHEN 'number' THEN ({raw})::numeric "
+        f"(CASE jsonb_typeof({value_}) WHEN 'number' THEN ({value_})::numeric "
         f"WHEN 'string' THEN CASE WHEN {raw} ~ %s THEN ({raw})::numeric "
         f"WHEN {raw} ~ %s AND pg_input_is_valid({raw}, 'timestamptz') "
         f"THEN extract(epoch FROM ({raw})::timestamptz) END END)"
