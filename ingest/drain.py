@@ -297,11 +297,11 @@ class Overlap:
             if planned is not None and planned.written.exception() is None:
                 if planned.written.result() is None:
                     self._committed(planned)
-            if keep:
-                self._let_go()
         finally:
             self.used = time.monotonic()
-            if not keep:
+            if keep:
+                self._let_go()  # even if the above raised: a kept writer never keeps the lock
+            else:
                 self.close()
 
     def close(self) -> None:
