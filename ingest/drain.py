@@ -492,9 +492,11 @@ def bury(
     """Keep the item as a dead letter in the control plane, then forget it in the spool."""
     connection.set_schema_to_public()
     payload = json.loads(item.payload)
-    if "\\u0000" in item.payload and without_nul(payload) != payload:
-        payload = without_nul(payload)  # PostgreSQL's JSON cannot hold it
-        reason += " (NUL characters in the payload are shown as U+FFFD)"
+    if "\\u0000" in item.payload:
+        shown = without_nul(payload)  # PostgreSQL's JSON cannot hold it
+        if shown != payload:
+            payload = shown
+            reason += " (NUL characters in the payload are shown as U+FFFD)"
     DeadLetter.objects.get_or_create(
         source=f"{NODE}:{item.id}",
         defaults={"account_id": account_id, "payload": payload, "error": reason},

@@ -111,9 +111,14 @@ class Spool:
         threads of one process queue on it like processes do). Call after `db`, which forgets
         the descriptor along with the connection after a fork."""
         if self._local.lock is None:
-            self._local.lock = os.open(self.path.with_name(self.path.name + ".lock"),
-                                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+            self._local.lock = self._open_lock_file()
         return self._local.lock
+
+    def _open_lock_file(self) -> int:
+        return os.open(
+            self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+            0o600,
+        )  # fmt: skip
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,8 +127,7 @@ class Spool:
         # writer (see _Transaction): polling for SQLite's lock instead, a new connection could
         # wait its whole busy timeout while the writers hand the lock on to each other, and
         # fail with "database is locked" (a web worker's first request, under load).
-        lock = os.open(self.path.with_name(self.path.name + ".lock"),
-                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+        lock = self._open_lock_file()
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             conn.execute("PRAGMA journal_mode=WAL")
