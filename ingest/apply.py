@@ -109,6 +109,8 @@ class Batch:
         self.events: list[tuple] = []
         self.merges: list[tuple[PersonState, str]] = []
         self.segment_items: list[tuple[int, dict]] = []  # (item index, manual segment change)
+        # The people it creates as COPY text, rendered by prepare (see new_people_copy).
+        self.created_copy: list[bytes] = []
         # The identifiers the items name (customer ids, emails, anonymous ids), set by load.
         self.named: tuple[set, set, set] = (set(), set(), set())
 
@@ -489,7 +491,12 @@ def prepare(
     items: list[dict], received_at: float, previous: Batch | None = None
 ) -> tuple[Batch, Outcome]:
     """Read the people the items name and apply the items to them in memory, new people
-    given their ids; `previous` is a batch planned before, not yet committed (carry_over)."""
+    given their ids and rendered as COPY text; `previous` is a batch planned before, not yet
+    committed (carry_over).
+
+    The rendering is done here, not by write_people: the drain and imports prepare a batch
+    while the one before is written, and the writer (whose PostgreSQL is their critical path)
+    then only sends bytes."""
     batch = Batch()
     batch.load(items, previous)
     if previous is not None:
@@ -497,7 +504,28 @@ def prepare(
     outcome = plan(batch, items, received_at)
     with bound_cursor() as cursor:
         assign_ids(cursor, batch)
+    created = [state for state in written_people(batch) if state.created]
+    stamp = datetime.fromtimestamp(received_at, UTC).isoformat()
+    batch.created_copy = list(new_people_copy(created, stamp))
     return batch, outcome
+
+
+def another_writer_waits() -> bool:
+    """Does a session wait for the account's writer lock (this connection on the account)?
+    pg_locks shows an advisory lock's bigint key as two oids."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT EXISTS (
+                SELECT FROM pg_locks, (SELECT {WRITER_LOCK}::bigint AS key) AS k
+                WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND classid = ((key >> 32) & 4294967295)::oid
+                  AND objid = (key & 4294967295)::oid
+            )
+            """
+        )
+        return cursor.fetchone()[0]
 
 
 class WriterConnection:
@@ -649,17 +677,15 @@ def assign_ids(cursor, batch: Batch) -> None:
 def write_people(cursor, batch: Batch, now: float) -> None:
     if batch.deleted:
         cursor.execute(f"DELETE FROM {PERSON} WHERE id = ANY(%s)", [list(batch.deleted)])
-    states = written_people(batch)
-    created = [s for s in states if s.created]  # their ids drawn by assign_ids
-    changed = [s for s in states if s.changed and not s.created]
+    changed = [s for s in written_people(batch) if s.changed and not s.created]
     stamp = datetime.fromtimestamp(now, UTC)
-    if created:
+    if batch.created_copy:  # rendered by prepare, ids drawn by assign_ids
         names = (
             "id, customer_id, email, attributes, attribute_times, unsubscribed, created_at, "
             "updated_at"
         )
         with cursor.copy(f"COPY {PERSON} ({names}) FROM STDIN") as copy:
-            for block in new_people_copy(created, stamp.isoformat()):
+            for block in batch.created_copy:
                 copy.write(block)
     if changed:
         rows = [
@@ -700,8 +726,7 @@ COPY_BLOCK_ROWS = 1_000
 
 def new_people_copy(people: list[PersonState], stamp: str) -> Iterator[bytes]:
     """The COPY text (all columns but the last two are the person's, then `stamp` twice) of
-    new people, COPY_BLOCK_ROWS rows at a time, so PostgreSQL starts on the first while the
-    rest are formatted.
+    new people, in blocks of COPY_BLOCK_ROWS rows (sent one after another by write_people).
 
     Built here rather than by psycopg's write_row, which adapts every value through its dumpers
     and cost about a fifth of the import's Python time: the values are known to be text, JSON

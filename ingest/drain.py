@@ -33,6 +33,7 @@ from ingest.apply import (
     Batch,
     Outcome,
     WriterConnection,
+    another_writer_waits,
     apply_items,
     collector_paused,
     prepare,
@@ -379,24 +380,6 @@ def _write(planned: Planned) -> Exception | None:
     except BATCH_ERRORS as error:
         return error
     return None
-
-
-def another_writer_waits() -> bool:
-    """Does a session wait for the account's writer lock (this connection on the account)?
-    pg_locks shows an advisory lock's bigint key as two oids."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT EXISTS (
-                SELECT FROM pg_locks, (SELECT hashtext(current_schema())::bigint AS key) AS k
-                WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
-                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND classid = ((key >> 32) & 4294967295)::oid
-                  AND objid = (key & 4294967295)::oid
-            )
-            """
-        )
-        return cursor.fetchone()[0]
 
 
 def group_by_account(

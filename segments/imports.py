@@ -24,6 +24,7 @@ from ingest.apply import (
     Batch,
     Outcome,
     WriterConnection,
+    another_writer_waits,
     apply_items,
     collector_paused,
     prepare,
@@ -36,8 +37,9 @@ log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 5
 CHUNK_ROWS = 20_000
-# How long an import holds the account's writer lock before it lets its chunks in flight finish
-# and releases it, so that the drain gets its turn (see _apply_overlapped).
+# How often an import holding the account's writer lock looks for someone waiting for it (the
+# drain, a dashboard edit); if someone is, it lets its chunks in flight finish and releases
+# the lock so that they get their turn (see _apply_overlapped).
 STRETCH_SECONDS = 5.0
 
 
@@ -168,8 +170,11 @@ def _apply_overlapped(job: Import, chunks: Iterator) -> None:
     While chunk N is written (not committed), chunk N+1 is read from the database and given
     N's people as N leaves them (Batch.carry_over); N+1 is handed to the writer only after N
     committed. The writer holds the account's writer lock from before N+1's read to after its
-    write; it lets go every STRETCH_SECONDS or so, once no chunk is in flight, so the drain
-    waits seconds, not the whole import. A chunk whose write fails (a person created meanwhile
+    write. Every STRETCH_SECONDS or so it looks whether another writer waits for the lock; if
+    one does, it lets go once no chunk is in flight, so the drain waits seconds, not the whole
+    import. Nobody waiting, it keeps the lock: letting go emptied the pipeline for nothing
+    every few seconds (a chunk written with nothing planned beside it, then one planned with
+    nothing written beside it). A chunk whose write fails (a person created meanwhile
     by something that does not take the lock, say) is applied again on its own from the
     database, the next one planned again after it: its rows are counted once, when written.
     """
@@ -187,6 +192,9 @@ def _apply_overlapped(job: Import, chunks: Iterator) -> None:
                 planned = _plan(chunk, problems, None)
             pending = (planned, writer.write(planned))
             if time.monotonic() - stretch_began >= STRETCH_SECONDS:
+                if not another_writer_waits():
+                    stretch_began = time.monotonic()
+                    continue
                 settling, pending = pending, None
                 _settle(writer, job, settling)
                 writer.unlock()

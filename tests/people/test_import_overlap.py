@@ -216,3 +216,16 @@ def test_the_drain_gets_its_turn_during_an_import(accounts, overlapped, monkeypa
     assert result["counts"] == ("done", 6, 0, 6)
     people = {email: dict(attributes) for _, email, attributes in result["people"]}
     assert people["a@x.com"] == {"email": "a@x.com", "plan": "p2", "vip": True}
+
+
+def test_with_nobody_waiting_the_import_keeps_the_lock_and_its_overlap(
+    accounts, overlapped, monkeypatch
+):
+    # Every stretch is over at once, but no other writer waits for the lock: the import keeps
+    # it, and every chunk after the first is planned while the one before is written (letting
+    # go would settle the chunk in flight first, and the next would be planned on its own).
+    monkeypatch.setattr(imports, "STRETCH_SECONDS", 0.0)
+    text = "email,plan\na@x.com,p1\nb@x.com,p1\nc@x.com,p1\nd@x.com,p1\ne@x.com,p1\nf@x.com,p1\n"
+    result = run_csv(accounts["acme"], text, "email", "email", one_by_one=False)
+    assert result["counts"] == ("done", 6, 0, 6)
+    assert overlapped == [False, True, True, True]  # three chunks of two rows, then the end
