@@ -162,6 +162,25 @@ def test_a_batch_whose_write_fails_is_applied_again_on_its_own_in_order(
     assert overlapped[:3] == [False, True, True]
 
 
+def test_an_event_sent_again_while_its_first_batch_is_written_is_stored_once(
+    spool, accounts, overlapped, caplog
+):
+    # Batches of two: k-1 comes again in the batch planned while the first (which stores it)
+    # is being written, uncommitted, and k-2 two batches later. Each is stored and counted
+    # once, and no write fails on the way.
+    items = [
+        event("1", "a", "k-1"), event("1", "b", "k-2"),
+        event("1", "a", "k-1"), event("2", "c", "k-3"),
+        event("1", "b", "k-2"), identify("2", step=1),
+    ]  # fmt: skip
+    result = compare(spool, accounts, items)
+    assert result["counts"] == (6, 6, 0)
+    assert result["events"] == [("1", "a", "k-1"), ("1", "b", "k-2"), ("2", "c", "k-3")]
+    assert result["summaries"] == [("1", "a", 1), ("1", "b", 1), ("2", "c", 1)]
+    assert failed_writes(caplog) == 0
+    assert overlapped == [False, True, True]
+
+
 def test_another_writer_gets_its_turn_between_overlapped_batches(spool, accounts, monkeypatch):
     # While the drain holds the writer lock across batches, a change that takes the lock (an
     # import's chunk, the dashboard's) waits; the drain lets go after the batch in flight,
