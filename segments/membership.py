@@ -654,24 +654,27 @@ def recent_changes(segment: Segment, limit: int = 20, sample: int = 3) -> list[H
     return entries[:limit]
 
 
-def history_of(person: Person, limit: int = 20) -> list[HistoryEntry]:
+def history_of(
+    person: Person, limit: int = 20, segments: Mapping[int, Segment] | None = None
+) -> list[HistoryEntry]:
     """The person's entries and exits, newest first, from their own rows and the change sets
-    whose chunks hold them (a chunk is found by its id range; one small array is read)."""
-    entries = [
-        HistoryEntry(c.segment, c.entered, c.at, c.cause, person=person)
-        for c in MembershipChange.objects.filter(person=person).select_related("segment")[:limit]
-    ]
-    chunks = (
+    whose chunks hold them (a chunk is found by its id range; one small array is read): one
+    query, and one more for their segments unless the caller has them all (`segments`)."""
+    fields = ("segment_id", "entered", "at", "cause")
+    own = MembershipChange.objects.filter(person=person).order_by("-at").values_list(*fields)
+    in_sets = (
         MembershipChangeChunk.objects.alias(span=ids_span())
         .filter(span__contains=person.pk, people__contains=[person.pk])
-        .select_related("change_set__segment")
+        .order_by("-change_set__at")
+        .values_list("change_set__segment_id", "entered", "change_set__at", "change_set__cause")
     )
-    for chunk in chunks.order_by("-change_set__at")[:limit]:
-        change_set = chunk.change_set
-        entries.append(
-            HistoryEntry(
-                change_set.segment, chunk.entered, change_set.at, change_set.cause, person=person
-            )
-        )
+    rows = list(own[:limit].union(in_sets[:limit], all=True).order_by())
+    if segments is None:
+        segments = Segment.objects.in_bulk({segment_id for segment_id, *_ in rows})
+    entries = [
+        HistoryEntry(segments[segment_id], entered, at, cause, person=person)
+        for segment_id, entered, at, cause in rows
+        if segment_id in segments  # a segment deleted since takes its history with it
+    ]
     entries.sort(key=lambda entry: entry.at, reverse=True)
     return entries[:limit]
