@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import connection
+from django.db.models import OuterRef, Subquery
 
 from config.metrics import time_segment_recompute
 from segments.compiler import Query, compile_rule, compile_rules, id_array
@@ -636,22 +637,41 @@ class HistoryEntry:
 
 
 def recent_changes(segment: Segment, limit: int = 20, sample: int = 3) -> list[HistoryEntry]:
-    """The segment's latest entries and exits, newest first."""
+    """The segment's latest entries and exits, newest first. A change set shows a few people
+    of the first chunk of each side: the change sets come with those chunks' ids (a probe of
+    the chunks' primary key each), and all their people are read at once."""
     entries = [
         HistoryEntry(segment, c.entered, c.at, c.cause, person=c.person)
         for c in MembershipChange.objects.filter(segment=segment).select_related("person")[:limit]
     ]
-    for change_set in MembershipChangeSet.objects.filter(segment=segment)[:limit]:
+    change_sets = list(
+        MembershipChangeSet.objects.filter(segment=segment).annotate(
+            first_in=first_chunk(entered=True), first_out=first_chunk(entered=False)
+        )[:limit]
+    )
+    firsts = {
+        (change_set.pk, entered): (ids or [])[: sample * 2]
+        for change_set in change_sets
+        for entered, ids in ((True, change_set.first_in), (False, change_set.first_out))
+    }
+    people = Person.objects.in_bulk({pk for ids in firsts.values() for pk in ids})
+    for change_set in change_sets:
         for entered, count in ((True, change_set.entered), (False, change_set.exited)):
             if count:
-                first = change_set.chunks.filter(entered=entered).order_by("first_person").first()
-                ids = first.people[: sample * 2] if first else []
-                people = list(Person.objects.filter(pk__in=ids).order_by("pk")[:sample])
+                found = [
+                    people[pk] for pk in sorted(firsts[change_set.pk, entered]) if pk in people
+                ]
                 entry = HistoryEntry(segment, entered, change_set.at, change_set.cause)
-                entry.count, entry.sample = count, people
+                entry.count, entry.sample = count, found[:sample]
                 entries.append(entry)
     entries.sort(key=lambda entry: entry.at, reverse=True)
     return entries[:limit]
+
+
+def first_chunk(entered: bool) -> Subquery:
+    """The ids of a change set's first chunk of entrants (or leavers)."""
+    chunks = MembershipChangeChunk.objects.filter(change_set=OuterRef("pk"), entered=entered)
+    return Subquery(chunks.order_by("first_person").values("people")[:1])
 
 
 def history_of(

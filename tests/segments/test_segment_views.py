@@ -236,3 +236,40 @@ def test_a_mass_change_shows_as_one_line_on_the_segment_and_on_each_profile(
     assert "1 person, such as" in page and "2 people, such as" in page
     profile = client.get(f"/people/{third.pk}/").content.decode()
     assert "Entered <strong>Not pro</strong>" in profile
+
+
+def test_the_segment_page_reads_change_sets_in_a_fixed_number_of_queries(cast, pros, monkeypatch):
+    # Each change set shows a few people of its first chunk on each side: those come with the
+    # change sets and are read at once, not two queries per change set and side.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from segments import membership
+    from segments.models import MembershipChangeSet
+    from segments.rules import parse_rule
+    from segments.segment_actions import save_segment
+
+    monkeypatch.setattr(membership, "MASS_CHANGE", 2)
+    not_pro = {"type": "group", "op": "not", "children": [PLAN_IS_PRO]}
+    rules = [not_pro, PLAN_IS_PRO, not_pro, PLAN_IS_PRO, not_pro]  # each save moves everyone
+    client = client_for(cast.acme, cast.vic)
+
+    def save(saves: list[dict]) -> None:
+        for rule in saves:
+            save_segment(segment, name="Pro customers", description="",
+                         rule=parse_rule(rule), changed_by="mia@acme.example")  # fmt: skip
+
+    def statements() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            page = client.get(f"/segments/{segment.pk}/").content.decode()
+        assert "2 people, such as" in page and "1 person, such as" in page
+        return len(captured)
+
+    with cast.acme:
+        segment = rule_segment("Pro customers", PLAN_IS_PRO)
+        save(rules[:1])
+    one = statements()
+    with cast.acme:
+        save(rules[1:])
+        assert MembershipChangeSet.objects.filter(segment=segment).count() == 5
+    assert statements() == one
