@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from segments.models import ActivitySummary, Event, Person
 
@@ -36,6 +38,22 @@ def ann(cast) -> Person:
 @pytest.fixture
 def globex_person(cast) -> Person:
     return make_person(cast.globex, "g-1", "gina@globex.example", plan="enterprise")
+
+
+# Issue #4's budget for a dashboard page: at most ten statements, the account's SET search_path
+# included (bench/people_pages.py measures the same at a million people).
+QUERY_BUDGET = 10
+
+
+def page_statements(client, path: str):
+    """The response to `path` and the statements it ran, counted from the account's SET
+    search_path on, as bench/people_pages.py counts them."""
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    statements = [query["sql"] for query in captured.captured_queries]
+    start = next(n for n, sql in enumerate(statements) if sql.startswith('SET search_path = "acct'))
+    return response, statements[start:]
 
 
 # The ingestion fixtures, for tests that check what the dashboard does to ingestion.

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import client_for
-from tests.people.conftest import NOW, make_person
+from tests.people.conftest import NOW, QUERY_BUDGET, make_person, page_statements
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +113,22 @@ def test_the_overview_counts_people_and_charts_events_per_day(cast, ann):
     assert response.context["events_today"] == 42
     assert b"42 events" in response.content
     assert b"<svg" in response.content
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/people/", "/people/?q=ann@", "/people/?q=ann-", "/people/?attribute=plan&value=pro",
+     "/people/?sort=oldest", "/people/?segment={vip}", "/people/?subscription=subscribed"],
+)  # fmt: skip
+def test_every_people_page_reads_within_its_query_budget(cast, ann, path):
+    from segments.membership import Cause, change_members
+    from segments.models import Segment
+
+    with cast.acme:
+        vip = Segment.objects.create(name="VIP", kind=Segment.Kind.MANUAL)
+        change_members(vip, [ann.pk], Cause.MANUAL)
+    client = client_for(cast.acme, cast.mia)
+    response, statements = page_statements(client, path.format(vip=vip.pk))
+    if path != "/":  # the overview, with its chart, lists nobody
+        assert b"ann@example.com" in response.content
+    assert len(statements) <= QUERY_BUDGET, statements
