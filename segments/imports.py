@@ -192,12 +192,12 @@ def _apply_overlapped(job: Import, chunks: Iterator) -> None:
                 planned = _plan(chunk, problems, None)
             pending = (planned, writer.write(planned))
             if time.monotonic() - stretch_began >= STRETCH_SECONDS:
-                if not another_writer_waits():
+                if another_writer_waits():
+                    settling, pending = pending, None
+                    _settle(writer, job, settling)
+                    writer.unlock()
+                else:
                     stretch_began = time.monotonic()
-                    continue
-                settling, pending = pending, None
-                _settle(writer, job, settling)
-                writer.unlock()
         if pending is not None:
             _settle(writer, job, pending)
     finally:

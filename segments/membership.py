@@ -658,9 +658,8 @@ def recent_changes(segment: Segment, limit: int = 20, sample: int = 3) -> list[H
     for change_set in change_sets:
         for entered, count in ((True, change_set.entered), (False, change_set.exited)):
             if count:
-                found = [
-                    people[pk] for pk in sorted(firsts[change_set.pk, entered]) if pk in people
-                ]
+                # A chunk's ids are sorted; people deleted since are left out.
+                found = [people[pk] for pk in firsts[change_set.pk, entered] if pk in people]
                 entry = HistoryEntry(segment, entered, change_set.at, change_set.cause)
                 entry.count, entry.sample = count, found[:sample]
                 entries.append(entry)
