@@ -275,6 +275,32 @@ def test_a_mass_change_is_one_record_and_everyone_still_sees_their_history(cast,
         assert not MembershipChangeSet.objects.exists()
 
 
+def test_a_change_sets_chunks_hold_sorted_runs_of_people_and_the_last_the_rest(cast, monkeypatch):
+    from segments.models import MembershipChangeSet
+    from segments.rules import parse_rule
+    from segments.segment_actions import save_segment
+
+    monkeypatch.setattr(membership, "MASS_CHANGE", 3)
+    monkeypatch.setattr(membership, "CHUNK", 3)
+    with cast.acme:
+        # Created in an order unlike their ids' (entrants are written in the key's order).
+        people = [person(str(n), plan="free") for n in range(8)]
+        segment = rule_segment("Pro", PLAN_IS_PRO)
+        free = {**PLAN_IS_PRO, "children": [{**PLAN_IS_PRO["children"][0], "value": "free"}]}
+        save_segment(segment, name="Free", description="", rule=parse_rule(free),
+                     changed_by="mia@acme.example")  # fmt: skip
+        change_set = MembershipChangeSet.objects.get()
+        chunks = [
+            (c.first_person, c.last_person, c.people)
+            for c in change_set.chunks.order_by("first_person")
+        ]
+        ids = sorted(p.pk for p in people)
+        assert chunks == [
+            (ids[0], ids[2], ids[0:3]), (ids[3], ids[5], ids[3:6]), (ids[6], ids[7], ids[6:8])
+        ]  # fmt: skip
+        assert members(segment) == {str(n) for n in range(8)}
+
+
 def test_a_drained_batch_that_moves_many_people_logs_one_change_set(cast, spool, monkeypatch):
     from segments.models import MembershipChangeSet
 
