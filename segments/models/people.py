@@ -1,7 +1,7 @@
 """An account's people and what they did. Account plane: these tables live in each account's
 schema and are written in bulk by the ingestion drain (ingest/apply.py)."""
 
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
@@ -10,15 +10,16 @@ from django.db.models.lookups import IsNull
 
 class PersonQuerySet(models.QuerySet):
     def search(self, text: str) -> "PersonQuerySet":
-        """An email (or its beginning) when the text has an @, else a customer id or its
-        beginning; both use prefix indexes."""
+        """An email (or its beginning, whatever its case) when the text has an @, else a
+        customer id or its beginning too; both use the identifiers' unique indexes."""
         text = text.strip()
         if not text:
             return self
+        people = self.alias(email_lower=Lower("email"))
         if "@" in text:
-            return self.filter(email__startswith=text.lower())
-        return self.filter(
-            models.Q(customer_id__startswith=text) | models.Q(email__startswith=text.lower())
+            return people.filter(email_lower__startswith=text.lower())
+        return people.filter(
+            models.Q(customer_id__startswith=text) | models.Q(email_lower__startswith=text.lower())
         )
 
     def with_attribute(self, name: str, value: str) -> "PersonQuerySet":
@@ -69,7 +70,12 @@ class Person(models.Model):
                 name="person_customer_id_unique",
                 opclasses=["text_pattern_ops"],
             ),
-            models.UniqueConstraint(Lower("email"), name="person_email_unique"),
+            # Likewise for emails, compared without case: lookups by the Track API and
+            # imports, and prefix search in the people list (which so finds "Fay@Example.com"
+            # from "fay@" too).
+            models.UniqueConstraint(
+                OpClass(Lower("email"), name="text_pattern_ops"), name="person_email_unique"
+            ),
         ]
         indexes = [
             # Anonymous activity is merged into the person whose anonymous_id it carries.
@@ -80,12 +86,8 @@ class Person(models.Model):
                 name="person_anonymous_id",
                 condition=models.Q(IsNull(KeyTextTransform("anonymous_id", "attributes"), False)),
             ),
-            # The people list: prefix search on both identifiers (customer ids: the unique
-            # index above), newest first, and attribute-value search through containment.
-            # Emails are stored lowercased (ingestion and imports lowercase them).
-            models.Index(
-                fields=["email"], name="person_email_prefix", opclasses=["text_pattern_ops"]
-            ),
+            # The people list: newest first, and attribute-value search through containment
+            # (prefix search on both identifiers uses the unique indexes above).
             models.Index(fields=["-created_at", "-id"], name="person_newest"),
             # A large pending list: new entries are appended and merged in the background
             # (autovacuum), so bulk writes do not pay for the GIN tree row by row.

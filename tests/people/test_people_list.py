@@ -33,6 +33,32 @@ def test_search_by_email_prefix_and_customer_id(cast, ann):
     assert client.get("/people/?q=nobody").context["matches"] == 0
 
 
+def test_search_finds_an_email_stored_in_mixed_case_by_any_case_of_its_beginning(cast, ann):
+    make_person(cast.acme, "fay-4", "Fay.Smith@Example.com")
+    client = client_for(cast.acme, cast.alice)
+    for query in ("fay.smith@", "FAY.SMITH@EXAMPLE", "Fay"):
+        rows = client.get(f"/people/?q={query}").context["page"].rows
+        assert [p.customer_id for p in rows] == ["fay-4"], query
+
+
+def test_searching_emails_uses_the_unique_index_on_their_lowercase(cast, ann):
+    from django.db import connection
+
+    from segments.models import Person
+
+    with cast.acme:
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")  # two people: a scan would be cheaper
+            try:
+                plan = Person.objects.search("ann@").explain()
+            finally:
+                cursor.execute("RESET enable_seqscan")
+            cursor.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'segments_person' "
+                           "AND schemaname = current_schema() AND indexdef LIKE '%%(email%%'")  # fmt: skip
+            assert cursor.fetchone() == (1,)  # the one index on emails
+    assert "person_email_unique" in plan
+
+
 def test_search_by_attribute_value_of_any_type(cast, ann):
     make_person(cast.acme, "cat-3", "cat@example.com", plan="free", seats="5")
     client = client_for(cast.acme, cast.alice)
