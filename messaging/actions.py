@@ -88,7 +88,7 @@ def people_matching(text: str):
     """People with this email address (any case) or customer id."""
     text = text.strip()
     if "@" in text:
-        return Person.objects.filter(email=text.lower())
+        return Person.objects.with_emails([text])
     return Person.objects.filter(customer_id=text)
 
 

@@ -106,7 +106,7 @@ def people_by_identifier(values: list[str], id_type: str) -> list[int]:
     for start in range(0, len(values), 10_000):
         chunk = values[start : start + 10_000]
         if id_type == "email":
-            people = Person.objects.filter(email__in=[value.lower() for value in chunk])
+            people = Person.objects.with_emails(chunk)
         else:
             people = Person.objects.filter(customer_id__in=chunk)
         found += people.values_list("pk", flat=True)

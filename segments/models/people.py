@@ -22,6 +22,11 @@ class PersonQuerySet(models.QuerySet):
             models.Q(customer_id__startswith=text) | models.Q(email_lower__startswith=text.lower())
         )
 
+    def with_emails(self, emails: list[str]) -> "PersonQuerySet":
+        """People with these email addresses, in any case (the unique index on lower(email))."""
+        lowered = [email.strip().lower() for email in emails]
+        return self.alias(email_lower=Lower("email")).filter(email_lower__in=lowered)
+
     def with_attribute(self, name: str, value: str) -> "PersonQuerySet":
         """People whose attribute equals the value, as text or as the number or boolean it
         spells (containment, so the GIN index answers)."""

@@ -90,6 +90,10 @@ def test_the_preview_shows_the_message_as_a_given_person(cast, readers):
     )
     assert fragment.status_code == 200 and b'id="preview"' in fragment.content
     assert b"<html" not in fragment.content and b"Hello Ann" in fragment.content
+    # An address is found whatever its case, stored or asked.
+    make_person(cast.acme, "dee-4", "Dee.Doe@Example.com", first_name="Dee")
+    shown = client.get(f"/broadcasts/{broadcast.pk}/?person=dee.doe@EXAMPLE.com")
+    assert shown.context["preview"].subject == "Hello Dee"
     missing = client.get(f"/broadcasts/{broadcast.pk}/?person=nobody@example.com")
     assert (
         missing.context["preview_missing"] and missing.context["preview"].subject == "Hello there"

@@ -92,6 +92,16 @@ def test_a_csv_appends_by_email_and_reports_unknown_rows(cast, vips):
         assert members(vips) == {"1", "2"}
 
 
+def test_a_csv_by_email_finds_people_whose_address_is_stored_in_mixed_case(cast, vips):
+    with cast.acme:
+        person("9", email="Mixed.Case@Example.com")
+    response = upload(cast, vips, "email\nmixed.case@example.COM\n", id_type="email",
+                      mode="append")  # fmt: skip
+    assert b"1 rows: 1 added, 0 removed." in response.content
+    with cast.acme:
+        assert members(vips) == {"9"}
+
+
 def test_a_csv_replaces_every_member_when_asked_to(cast, vips):
     upload(cast, vips, "1\n2\n", id_type="id", mode="append")
     response = upload(cast, vips, "id\n3\n", id_type="id", mode="replace")
