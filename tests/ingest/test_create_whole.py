@@ -185,5 +185,9 @@ def test_awkward_values_are_stored_as_given(cast):
 
 
 def test_a_nul_in_an_identifier_fails_the_batch_as_before(cast):
-    with cast.acme, pytest.raises(psycopg.DataError, match="NUL"):
+    # PostgreSQL refuses the NUL in whichever statement meets it first: the COPY of the new
+    # person ("invalid byte sequence ... 0x00", NUL), or the lookup of the batch's identifiers
+    # when the planner evaluates their JSON array first ("\u0000 cannot be converted to
+    # text"), which it does once the account has people, as earlier tests may leave.
+    with cast.acme, pytest.raises(psycopg.DataError, match=r"NUL|\\u0000 cannot be converted"):
         apply_items([identify({"id": "nul\x00here"}, plan="pro")])
