@@ -14,6 +14,8 @@ Every statement is parameterised; the only names in SQL text are our own table n
 """
 
 import gc
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,6 +73,35 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+# How often Python hands its lock from a busy thread to a waiting one while a pipeline runs
+# (Python's default: every 5 ms). A writer's thread feeds COPY data to PostgreSQL, the
+# pipeline's slowest stage; each time the socket takes more, the thread needs the lock back,
+# and with the planning and reading threads busy in Python it waited up to a whole interval
+# for it while PostgreSQL waited for data. Measured on 1,000,000-row imports, alternated:
+# 34,788 and 33,406 rows/s at 0.5 ms against 29,762 and 29,454 at 5 ms.
+SWITCH_INTERVAL = 0.0005
+_switching = {"pipelines": 0, "before": 0.0}
+_switching_lock = threading.Lock()
+
+
+@contextmanager
+def writer_fed_promptly() -> Iterator[None]:
+    """Python switches threads every SWITCH_INTERVAL while any pipeline of this process runs
+    (the setting is the process's: the last pipeline to finish restores it)."""
+    with _switching_lock:
+        if _switching["pipelines"] == 0:
+            _switching["before"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(SWITCH_INTERVAL, _switching["before"]))
+        _switching["pipelines"] += 1
+    try:
+        yield
+    finally:
+        with _switching_lock:
+            _switching["pipelines"] -= 1
+            if _switching["pipelines"] == 0:
+                sys.setswitchinterval(_switching["before"])
 
 
 @dataclass(slots=True)  # slots: a batch makes one per person, and reads their fields often

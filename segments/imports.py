@@ -29,6 +29,7 @@ from ingest.apply import (
     collector_paused,
     prepare,
     write_batch,
+    writer_fed_promptly,
 )  # fmt: skip
 from segments.csvrows import checked_chunks, read_rows
 from segments.models import Import, ImportRejection
@@ -107,7 +108,7 @@ def run_import(job: Import) -> None:
         "at": time.time(),
     }
     chunks = in_background(checked_chunks(path, reading, CHUNK_ROWS))
-    with collector_paused():
+    with collector_paused(), writer_fed_promptly():
         if connection.in_atomic_block:
             for chunk, problems in chunks:
                 _apply_chunk(job, chunk, problems)

@@ -186,3 +186,16 @@ def test_a_file_that_cannot_be_read_any_more_fails_the_import_with_the_reason(ca
     assert "ValueError: the header line cannot be read" in job.error
     with cast.acme:
         assert not Person.objects.exists()
+
+
+def test_an_import_switches_threads_often_and_restores_the_setting_after():
+    import sys
+
+    from ingest.apply import SWITCH_INTERVAL, writer_fed_promptly
+
+    before = sys.getswitchinterval()
+    with writer_fed_promptly():
+        with writer_fed_promptly():  # a second pipeline of the same process
+            assert sys.getswitchinterval() == SWITCH_INTERVAL
+        assert sys.getswitchinterval() == SWITCH_INTERVAL  # the first still runs
+    assert sys.getswitchinterval() == before
