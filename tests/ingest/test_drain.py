@@ -2,6 +2,7 @@
 
 import json
 import threading
+from datetime import date
 
 import pytest
 from django.db import connection
@@ -10,7 +11,7 @@ from ingest import spool as spool_module
 from ingest import wire
 from ingest.credentials import TRACK, UNVERIFIED, digest
 from ingest.models import DeadLetter
-from segments.models import ActivitySummary, Event
+from segments.models import ActivitySummary, Event, EventDay
 from tests.ingest.conftest import drain, events, people
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,41 @@ def test_applying_the_same_items_twice_changes_nothing_the_second_time(cast, spo
     assert summary.first_at.timestamp() == 1700000000
     assert summary.last_at.timestamp() == 1700000100
     assert people(cast.acme)["42"].attributes == {"plan": "pro"}
+
+
+def test_a_batch_partly_stored_before_adds_only_its_new_events(cast, spool):
+    # The drain renders a batch's events while planning it; events found stored at write
+    # time (a replay mixed with new items) are left out of the rows, summaries and days.
+    first = [
+        wire.cio_event("7", {"name": "login", "id": "a", "timestamp": 1700006399.25}),
+        wire.cio_event("7", {"name": "login", "id": "b", "timestamp": 1700006400.5}),
+    ]
+    spool_items(spool, cast.acme, *first)
+    drain(spool)
+    later = [
+        wire.cio_event("7", {"name": "login", "id": "c", "timestamp": 1700000000.123456}),
+        wire.cio_event("7", {"name": "login", "id": "c", "timestamp": 1800000000}),  # repeated
+        wire.cio_event("8", {"name": "login", "id": "d", "timestamp": 1700006400}),
+    ]
+    spool_items(spool, cast.acme, *first, *later)
+    drain(spool)
+    with cast.acme:
+        assert sorted(Event.objects.values_list("dedupe_key", flat=True)) == [
+            "a", "b", "c", "d",
+        ]  # fmt: skip
+        summaries = {
+            s.person.customer_id: (s.count, s.first_at.timestamp(), s.last_at.timestamp())
+            for s in ActivitySummary.objects.select_related("person")
+        }
+        days = dict(EventDay.objects.values_list("day", "count"))
+        times = {e.dedupe_key: e.timestamp for e in Event.objects.all()}
+    assert summaries == {
+        "7": (3, 1700000000.123456, 1700006400.5),
+        "8": (1, 1700006400, 1700006400),
+    }
+    # 1700006400 is midnight, UTC: "a" and "c" fall on the 14th, "b" and "d" on the 15th.
+    assert days == {date(2023, 11, 14): 2, date(2023, 11, 15): 2}
+    assert times["c"].timestamp() == 1700000000.123456
 
 
 def test_a_failing_item_becomes_a_dead_letter_and_the_rest_are_applied(cast, spool):
