@@ -59,6 +59,28 @@ def test_searching_emails_uses_the_unique_index_on_their_lowercase(cast, ann):
     assert "person_email_unique" in plan
 
 
+def test_the_list_reads_newest_and_oldest_first_from_one_ascending_index(cast, ann):
+    from django.db import connection
+
+    from segments.models import Person
+
+    with cast.acme:
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")  # two people: a scan would be cheaper
+            try:
+                newest = Person.objects.order_by("-created_at", "-id")[:50].explain()
+                oldest = Person.objects.order_by("created_at", "id")[:50].explain()
+            finally:
+                cursor.execute("RESET enable_seqscan")
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'person_created' "
+                           "AND schemaname = current_schema()")  # fmt: skip
+            (definition,) = cursor.fetchone()
+    assert definition.endswith("USING btree (created_at, id)")  # new people at its right end
+    assert "Index Scan Backward using person_created" in newest
+    assert "Index Scan using person_created" in oldest
+    assert "Sort" not in newest + oldest
+
+
 def test_search_by_attribute_value_of_any_type(cast, ann):
     make_person(cast.acme, "cat-3", "cat@example.com", plan="free", seats="5")
     client = client_for(cast.acme, cast.alice)
