@@ -70,16 +70,22 @@ class Person(models.Model):
         constraints = [
             # text_pattern_ops: the same index answers lookups and prefix search (the people
             # list) whatever the collation, so people need no second index on customer_id.
+            # Partial, as the email's: a person known by one identifier only (everyone an
+            # import by email creates) writes no entry for the other. Every lookup and prefix
+            # search names a value, which the planner knows cannot be NULL.
             models.UniqueConstraint(
                 fields=["customer_id"],
                 name="person_customer_id_unique",
                 opclasses=["text_pattern_ops"],
+                condition=models.Q(customer_id__isnull=False),
             ),
             # Likewise for emails, compared without case: lookups by the Track API and
             # imports, and prefix search in the people list (which so finds "Fay@Example.com"
             # from "fay@" too).
             models.UniqueConstraint(
-                OpClass(Lower("email"), name="text_pattern_ops"), name="person_email_unique"
+                OpClass(Lower("email"), name="text_pattern_ops"),
+                name="person_email_unique",
+                condition=models.Q(email__isnull=False),
             ),
         ]
         indexes = [

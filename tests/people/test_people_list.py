@@ -59,6 +59,38 @@ def test_searching_emails_uses_the_unique_index_on_their_lowercase(cast, ann):
     assert "person_email_unique" in plan
 
 
+def test_identifier_indexes_hold_only_people_with_that_identifier_and_serve_every_lookup(cast, ann):
+    from django.db import connection
+
+    from ingest.apply import ANY_OF_JSON
+    from segments.models import Person
+
+    with cast.acme:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = "
+                           "current_schema() AND indexname LIKE 'person_%%_unique'")  # fmt: skip
+            definitions = dict(cursor.fetchall())
+            cursor.execute("SET enable_seqscan = off")  # two people: a scan would be cheaper
+            try:
+                plans = {}
+                for name, sql in [
+                    ("by id", f"customer_id = {ANY_OF_JSON}"),
+                    ("by email", f"lower(email) = {ANY_OF_JSON}"),
+                ]:  # the drain's lookups (Batch.load)
+                    cursor.execute(f"EXPLAIN SELECT id FROM segments_person WHERE {sql}", ['["a"]'])
+                    plans[name] = "\n".join(row[0] for row in cursor.fetchall())
+                plans["id prefix"] = Person.objects.search("ann-").explain()
+                plans["emails"] = Person.objects.with_emails(["Ann@example.com"]).explain()
+            finally:
+                cursor.execute("RESET enable_seqscan")
+    assert definitions["person_customer_id_unique"].endswith("WHERE (customer_id IS NOT NULL)")
+    assert definitions["person_email_unique"].endswith("WHERE (email IS NOT NULL)")
+    for name in ("by id", "id prefix"):
+        assert "person_customer_id_unique" in plans[name], plans[name]
+    for name in ("by email", "emails"):
+        assert "person_email_unique" in plans[name], plans[name]
+
+
 def test_the_list_reads_newest_and_oldest_first_from_one_ascending_index(cast, ann):
     from django.db import connection
 
