@@ -59,7 +59,7 @@ def test_searching_emails_uses_the_unique_index_on_their_lowercase(cast, ann):
     assert "person_email_unique" in plan
 
 
-def test_identifier_indexes_hold_only_people_with_that_identifier_and_serve_every_lookup(cast, ann):
+def test_the_customer_id_index_holds_only_people_with_one_and_both_serve_every_lookup(cast, ann):
     from django.db import connection
 
     from ingest.apply import ANY_OF_JSON
@@ -84,7 +84,9 @@ def test_identifier_indexes_hold_only_people_with_that_identifier_and_serve_ever
             finally:
                 cursor.execute("RESET enable_seqscan")
     assert definitions["person_customer_id_unique"].endswith("WHERE (customer_id IS NOT NULL)")
-    assert definitions["person_email_unique"].endswith("WHERE (email IS NOT NULL)")
+    # Whole: the planner ignores a partial index's statistics on lower(email), and without
+    # them an email prefix search scanned the newest-first index (a second at 1,000,000).
+    assert "WHERE" not in definitions["person_email_unique"]
     for name in ("by id", "id prefix"):
         assert "person_customer_id_unique" in plans[name], plans[name]
     for name in ("by email", "emails"):
