@@ -42,8 +42,8 @@ def test_applying_the_same_items_twice_changes_nothing_the_second_time(cast, spo
 
 
 def test_a_batch_partly_stored_before_adds_only_its_new_events(cast, spool):
-    # The drain renders a batch's events while planning it; events found stored at write
-    # time (a replay mixed with new items) are left out of the rows, summaries and days.
+    # Events found stored at write time (a replay mixed with new items) are left out of the
+    # rows, the summaries and the days; a key repeated within the batch counts once.
     first = [
         wire.cio_event("7", {"name": "login", "id": "a", "timestamp": 1700006399.25}),
         wire.cio_event("7", {"name": "login", "id": "b", "timestamp": 1700006400.5}),

@@ -1,11 +1,25 @@
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from tests.conftest import client_for
 from tests.people.conftest import NOW, QUERY_BUDGET, make_person, page_statements
 
 pytestmark = pytest.mark.django_db
+
+
+@contextmanager
+def without_seq_scans():
+    """For EXPLAIN on a test account of two people, where a scan would be cheaper than any
+    index: the plans then show which index a query can use."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        try:
+            yield cursor
+        finally:
+            cursor.execute("RESET enable_seqscan")
 
 
 def test_every_role_sees_the_people_list(cast, ann):
@@ -42,17 +56,11 @@ def test_search_finds_an_email_stored_in_mixed_case_by_any_case_of_its_beginning
 
 
 def test_searching_emails_uses_the_unique_index_on_their_lowercase(cast, ann):
-    from django.db import connection
-
     from segments.models import Person
 
     with cast.acme:
-        with connection.cursor() as cursor:
-            cursor.execute("SET enable_seqscan = off")  # two people: a scan would be cheaper
-            try:
-                plan = Person.objects.search("ann@").explain()
-            finally:
-                cursor.execute("RESET enable_seqscan")
+        with without_seq_scans() as cursor:
+            plan = Person.objects.search("ann@").explain()
             cursor.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'segments_person' "
                            "AND schemaname = current_schema() AND indexdef LIKE '%%(email%%'")  # fmt: skip
             assert cursor.fetchone() == (1,)  # the one index on emails
@@ -60,29 +68,23 @@ def test_searching_emails_uses_the_unique_index_on_their_lowercase(cast, ann):
 
 
 def test_the_customer_id_index_holds_only_people_with_one_and_both_serve_every_lookup(cast, ann):
-    from django.db import connection
-
     from ingest.apply import ANY_OF_JSON
     from segments.models import Person
 
     with cast.acme:
-        with connection.cursor() as cursor:
+        with without_seq_scans() as cursor:
             cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = "
                            "current_schema() AND indexname LIKE 'person_%%_unique'")  # fmt: skip
             definitions = dict(cursor.fetchall())
-            cursor.execute("SET enable_seqscan = off")  # two people: a scan would be cheaper
-            try:
-                plans = {}
-                for name, sql in [
-                    ("by id", f"customer_id = {ANY_OF_JSON}"),
-                    ("by email", f"lower(email) = {ANY_OF_JSON}"),
-                ]:  # the drain's lookups (Batch.load)
-                    cursor.execute(f"EXPLAIN SELECT id FROM segments_person WHERE {sql}", ['["a"]'])
-                    plans[name] = "\n".join(row[0] for row in cursor.fetchall())
-                plans["id prefix"] = Person.objects.search("ann-").explain()
-                plans["emails"] = Person.objects.with_emails(["Ann@example.com"]).explain()
-            finally:
-                cursor.execute("RESET enable_seqscan")
+            plans = {}
+            for name, sql in [
+                ("by id", f"customer_id = {ANY_OF_JSON}"),
+                ("by email", f"lower(email) = {ANY_OF_JSON}"),
+            ]:  # the drain's lookups (Batch.load)
+                cursor.execute(f"EXPLAIN SELECT id FROM segments_person WHERE {sql}", ['["a"]'])
+                plans[name] = "\n".join(row[0] for row in cursor.fetchall())
+            plans["id prefix"] = Person.objects.search("ann-").explain()
+            plans["emails"] = Person.objects.with_emails(["Ann@example.com"]).explain()
     assert definitions["person_customer_id_unique"].endswith("WHERE (customer_id IS NOT NULL)")
     # Whole: the planner ignores a partial index's statistics on lower(email), and without
     # them an email prefix search scanned the newest-first index (a second at 1,000,000).
@@ -94,18 +96,12 @@ def test_the_customer_id_index_holds_only_people_with_one_and_both_serve_every_l
 
 
 def test_the_list_reads_newest_and_oldest_first_from_one_ascending_index(cast, ann):
-    from django.db import connection
-
     from segments.models import Person
 
     with cast.acme:
-        with connection.cursor() as cursor:
-            cursor.execute("SET enable_seqscan = off")  # two people: a scan would be cheaper
-            try:
-                newest = Person.objects.order_by("-created_at", "-id")[:50].explain()
-                oldest = Person.objects.order_by("created_at", "id")[:50].explain()
-            finally:
-                cursor.execute("RESET enable_seqscan")
+        with without_seq_scans() as cursor:
+            newest = Person.objects.order_by("-created_at", "-id")[:50].explain()
+            oldest = Person.objects.order_by("created_at", "id")[:50].explain()
             cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'person_created' "
                            "AND schemaname = current_schema()")  # fmt: skip
             (definition,) = cursor.fetchone()
