@@ -15,6 +15,7 @@ import psycopg
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
+from config.embedded_postgres import tune  # noqa: E402
 from tests.drills import Cluster  # noqa: E402
 
 ACCOUNT_FILE = "account.json"
@@ -37,6 +38,7 @@ def ferry_database(keep: Path | None = None) -> Iterator[tuple[Path, str, dict]]
         os.chmod(folder, 0o755)
         cluster = Cluster(folder)
         try:
+            tune(cluster.server, restart=True)
             url = cluster.create_database("bench")
             yield folder, url, {**set_up(folder, url), "reused": False}
         finally:
@@ -53,6 +55,7 @@ def kept_database(folder: Path) -> Iterator[tuple[Path, str, dict]]:
     account_file = folder / ACCOUNT_FILE
     server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
     try:
+        tune(server, restart=True)
         url = server.get_uri("bench")
         if account_file.exists():
             env = {**os.environ, "DATABASE_URL": url, "FERRY_VAR_DIR": str(folder / "var")}

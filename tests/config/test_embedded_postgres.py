@@ -1,5 +1,6 @@
 """Ferry's own PostgreSQL: started when DATABASE_URL is unset, stopped on exit, data kept."""
 
+import json
 import os
 import subprocess
 import sys
@@ -30,6 +31,21 @@ with psycopg.connect(url) as conn:
     print(conn.execute("SELECT value FROM kept").fetchone()[0])
 """
 
+SETTINGS = """
+import json, psycopg, sys
+from pathlib import Path
+from config import embedded_postgres
+url = embedded_postgres.start(Path(sys.argv[1]))
+with psycopg.connect(url) as conn:
+    # In bytes: SHOW prints 6144MB as 6GB.
+    print(json.dumps({
+        name: conn.execute(
+            "SELECT pg_size_bytes(current_setting(%s)), pg_size_bytes(%s)", [name, value]
+        ).fetchone()
+        for name, value in embedded_postgres.server_settings().items()
+    }))
+"""
+
 
 def run(script: str, pgdata: Path) -> str:
     result = subprocess.run(
@@ -53,9 +69,30 @@ def test_it_starts_stops_on_exit_and_keeps_the_data():
 
 
 def starts_stops_and_keeps(pgdata: Path) -> None:
+    # A new cluster runs with the settings sized to the machine from its first start on.
+    settings = json.loads(run(SETTINGS, pgdata))
+    assert set(settings) == {"shared_buffers", "effective_cache_size", "max_wal_size",
+                             "maintenance_work_mem"}  # fmt: skip
+    assert all(running == wanted for running, wanted in settings.values()), settings
     url = run(WRITE, pgdata)
     assert url.startswith("postgresql://postgres:@/ferry?host=")
     assert (pgdata / "PG_VERSION").exists()
     # The process that started it has exited, so the server has stopped.
     assert not (pgdata / "postmaster.pid").exists()
     assert run(READ, pgdata) == "still here"
+
+
+def test_the_server_settings_are_sized_to_the_machine():
+    from config.embedded_postgres import server_settings
+
+    gib = 1024**3
+    assert server_settings(24 * gib) == {
+        "shared_buffers": "6144MB",
+        "effective_cache_size": "12288MB",
+        "max_wal_size": "4GB",
+        "maintenance_work_mem": "256MB",
+    }
+    assert server_settings(2 * gib)["shared_buffers"] == "512MB"
+    assert server_settings(256 * gib)["shared_buffers"] == "8192MB"  # at most 8 GB
+    small = server_settings(256 * 1024**2)  # never below PostgreSQL's own default
+    assert (small["shared_buffers"], small["effective_cache_size"]) == ("128MB", "128MB")
