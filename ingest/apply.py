@@ -398,13 +398,13 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
             stored_at = every if name in attributes else NEVER
         if at < stored_at:
             continue
-        changed = (
-            changed
-            or at != stored_at
-            or differs(attributes.get(name), None if value in EMPTY else value)
-        )
+        # The same value again (clients send a person's attributes with every identify)
+        # changes no segment's answer: only its time is written, and no segment is asked.
+        new_value = differs(attributes.get(name), None if value in EMPTY else value)
+        changed = changed or at != stored_at or new_value
         times[name] = at
-        state.touched.add(f"attribute:{name}")
+        if new_value:
+            state.touched.add(f"attribute:{name}")
         if value in EMPTY:
             attributes.pop(name, None)
         else:
@@ -418,8 +418,9 @@ def set_attributes(batch: Batch, state: PersonState, values: dict, at: float) ->
             if state.email:
                 batch.by_email[state.email] = state
         elif name == "unsubscribed":
+            if state.unsubscribed != bool(value):
+                state.touched.add("subscription")
             state.unsubscribed = bool(value)
-            state.touched.add("subscription")
         elif name == "anonymous_id" and value not in EMPTY:
             batch.by_anonymous[str(value)] = state
             batch.merges.append((state, str(value)))

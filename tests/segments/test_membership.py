@@ -8,7 +8,7 @@ from django.db import connection
 
 from ingest import wire
 from segments import membership
-from segments.models import MembershipChange, Segment, SegmentSize
+from segments.models import MembershipChange, Person, Segment, SegmentSize
 from tests.conftest import manage
 from tests.ingest.conftest import drain
 from tests.segments.conftest import (
@@ -199,11 +199,46 @@ def test_a_drained_batch_asks_a_segment_only_about_people_whose_changes_it_reads
     drain(spool)
     with cast.acme:
         assert members(pro) == members(logged_in_pros) == set()  # neither reads those
+    with cast.acme:
+        # Behind its back too: the plan stored is not the one sent next, so the plan changes.
+        Person.objects.filter(pk=one.pk).update(attributes={"plan": "basic"})
     spool_items(spool, cast.acme, wire.cio_identify("1", {"plan": "pro"}))
     drain(spool)
     with cast.acme:
         # Pro reads the plan; entering Pro touches what the second segment reads.
         assert members(pro) == members(logged_in_pros) == {"1"}
+
+
+def test_an_attribute_sent_again_with_the_same_value_asks_no_segment(cast, spool):
+    from segments.models import Membership
+
+    with cast.acme:
+        one = person("1", plan="pro")
+        pro = rule_segment("Pro", PLAN_IS_PRO)
+        subscribed = rule_segment("Subscribed", {"type": "subscription", "state": "subscribed"})
+        assert members(pro) == members(subscribed) == {"1"}
+        # Made stale behind the segments' backs, so that being asked would show.
+        Membership.objects.filter(person=one).delete()
+    # Clients send a person's attributes with every identify: the same plan, and
+    # unsubscribed false for someone subscribed, change no answer.
+    spool_items(spool, cast.acme,
+                wire.cio_identify("1", {"plan": "pro", "unsubscribed": False}))  # fmt: skip
+    drain(spool)
+    with cast.acme:
+        assert members(pro) == members(subscribed) == set()
+        # Their times were written all the same (a later change older than them loses).
+        times = Person.objects.get(pk=one.pk).attribute_times
+        assert {"plan", "unsubscribed"} <= times.keys()
+    spool_items(spool, cast.acme, wire.cio_identify("1", {"plan": "basic"}))
+    drain(spool)
+    with cast.acme:
+        assert members(subscribed) == set()  # still not asked: only the plan changed
+    spool_items(spool, cast.acme, wire.cio_identify("1", {"unsubscribed": True}))
+    drain(spool)
+    spool_items(spool, cast.acme, wire.cio_identify("1", {"unsubscribed": False}))
+    drain(spool)
+    with cast.acme:
+        assert members(subscribed) == {"1"}  # subscribed again: asked, and back in
 
 
 def test_a_member_touched_in_what_a_segment_does_not_read_stays_in_it(cast, spool):
