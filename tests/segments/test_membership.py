@@ -52,6 +52,37 @@ def test_saving_a_rule_records_who_entered_and_who_left(cast):
         assert SegmentSize.objects.get(segment=segment).size == 1
 
 
+def test_a_recompute_leaves_the_planner_as_it_found_it(cast):
+    # A full recompute turns nested loops off to decide who matches and hash joins off to
+    # merge them with the members; the statements after those need them back: the write
+    # finds who leaves with a hash (without one it compared every member with every person
+    # leaving, 10 s at 87,000 and 2,000), then come the segments that read this one and the
+    # caller's own queries.
+    from django.db import transaction
+
+    from segments.rules import parse_rule
+    from segments.segment_actions import save_segment
+
+    def planner() -> tuple[str, ...]:
+        with connection.cursor() as cursor:
+            shown = []
+            for name in ("enable_hashjoin", "enable_nestloop", "parallel_setup_cost"):
+                cursor.execute(f"SHOW {name}")
+                shown.append(cursor.fetchone()[0])
+        return tuple(shown)
+
+    with cast.acme, transaction.atomic():
+        before = planner()
+        person("1", plan="pro")
+        person("2", plan="free")
+        segment = rule_segment("Pro", PLAN_IS_PRO)
+        free = {**PLAN_IS_PRO, "children": [{**PLAN_IS_PRO["children"][0], "value": "free"}]}
+        save_segment(segment, name="Pro", description="", rule=parse_rule(free),
+                     changed_by="mia@acme.example")  # fmt: skip
+        assert members(segment) == {"2"}
+        assert planner() == before == ("on", "on", "1000")
+
+
 def test_deleting_people_or_segments_removes_their_memberships_and_history(cast):
     from segments.actions import delete_person
     from segments.models import Membership, Person
