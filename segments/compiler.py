@@ -140,18 +140,32 @@ class Compiler:
     def join(self, subquery: str, params: list[Any], person_column: str) -> str:
         """LEFT JOIN a subquery with at most one row per person; returns its alias.
 
-        Rules compiled together share a subquery they both need (the same event count)."""
+        Rules compiled together share a subquery they both need (the same event count).
+
+        For some people (a drained batch's, the editor's sample), the subquery is asked about
+        each person in turn (LATERAL, an index probe by person): filtered by the whole list
+        instead, the planner often read every event of the name in the window (150,000 of
+        `signed_in` in 7 days) to keep those of 5,500 people, 30 ms against 15 ms probed."""
         key = repr((subquery, params))
         if key in self.aliases:
             return self.aliases[key]
         alias = f"j{len(self.joins)}"
         self.aliases[key] = alias
-        if self.people is not None:
-            subquery = subquery.replace(
-                " WHERE ", f" WHERE {person_column} = ANY(%s::bigint[]) AND ", 1
-            )
-            params = [self.people_array, *params]
-        self.joins.append(f"LEFT JOIN ({subquery}) AS {alias} ON {alias}.person_id = p.id")
+        if self.people is None:
+            self.joins.append(f"LEFT JOIN ({subquery}) AS {alias} ON {alias}.person_id = p.id")
+        else:
+            grouped = f" GROUP BY {person_column}"
+            if subquery.endswith(grouped):  # one person's count: no groups, 0 for no rows
+                subquery = subquery.removesuffix(grouped)
+                subquery = subquery.replace(f"SELECT {person_column}, ", "SELECT ", 1)
+                limit = ""
+            else:
+                # A row by primary key (a membership, a summary). LIMIT keeps it a probe: as a
+                # plain join the planner merged the people with all 114,000 members of the
+                # segment read, 10 ms for 2,000 people against 3 ms probed.
+                limit = " LIMIT 1"
+            subquery = subquery.replace(" WHERE ", f" WHERE {person_column} = p.id AND ", 1)
+            self.joins.append(f"LEFT JOIN LATERAL ({subquery}{limit}) AS {alias} ON true")
         self.params.extend(params)
         self.subqueries.append((alias, subquery, params))
         return alias
