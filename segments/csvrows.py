@@ -128,6 +128,10 @@ class RowReader:
         email = attributes.get("email")
         if email is not None and "@" not in email:
             return f"“{email[:60]}” in the email column is not an email address"
+        # As the Track API has it: a boolean, never text (the drain would take "no" as true).
+        unsubscribed = attributes.get("unsubscribed")
+        if unsubscribed is not None and type(unsubscribed) is not bool:
+            return f"“{str(unsubscribed)[:60]}” for unsubscribed is not true or false"
         return {"op": "identify", "person": person, "attributes": attributes,
                 "update_only": False, "at": self.at, "anonymous_id": None}  # fmt: skip
 

@@ -103,6 +103,26 @@ def test_every_bad_row_is_reported_with_its_line_and_the_rest_imported(cast, imp
     assert b"not valid UTF-8" in report.content
 
 
+def test_unsubscribed_must_be_true_or_false(cast, imports_dir):
+    # A column mapped to `unsubscribed` takes what the Track API takes. Text such as "no" was
+    # let through, and the drain's truth test made it an unsubscribe.
+    content = b"id,unsubscribed\n1,true\n2,FALSE\n3,no\n4,1\n5,\n"
+    client = client_for(cast.acme, cast.alice)
+    upload(client, content)
+    start(client, the_job(cast.acme), identifier="id", kind="id")
+    run_worker()
+    job = the_job(cast.acme)
+    assert (job.rows_imported, job.rows_rejected) == (3, 2)
+    with cast.acme:
+        reasons = dict(job.rejections.values_list("line", "reason"))
+        states = dict(Person.objects.values_list("customer_id", "unsubscribed"))
+    assert reasons == {
+        4: "“no” for unsubscribed is not true or false",
+        5: "“1” for unsubscribed is not true or false",
+    }
+    assert states == {"1": True, "2": False, "5": False}  # an empty cell sets nothing
+
+
 def test_a_file_without_a_usable_header_fails_clearly(cast, imports_dir):
     client = client_for(cast.acme, cast.alice)
     upload(client, b"a,a\n1,2\n")
