@@ -8,26 +8,46 @@ from django.utils import timezone
 from accounts.models import AuditEntry, User
 from maintenance.actions import erase_person_traces
 from segments import membership
-from segments.models import Person, Suppression
+from segments.models import MembershipChange, Person, Suppression
+
+Cause = MembershipChange.Cause
+
+
+def changing_attributes(person: Person) -> None:
+    """Before an edit of the person's attributes: take the account's writer lock, which the
+    drain and imports hold while they read, change and write people (so that none of them
+    writes back what it read before this edit, and the batches after it read it), and read
+    the attributes again under it (the page's copy may be older than a batch since)."""
+    membership.lock_account()
+    person.refresh_from_db(fields=["attributes", "attribute_times"])
+
+
+def attribute_changed(person: Person, name: str) -> None:
+    """After the edit: the segments whose rules read the attribute, for this person."""
+    membership.update_touched({person.pk: {f"attribute:{name}"}}, Cause.MANUAL)
 
 
 @transaction.atomic
 def set_attribute(person: Person, actor: User, name: str, value: object) -> None:
+    changing_attributes(person)
     old = person.attributes.get(name)
     person.attributes[name] = value
     # Stamped now: a later change from ingestion wins, an older replayed one does not.
     person.attribute_times[name] = time.time()
     person.updated_at = timezone.now()
     person.save(update_fields=["attributes", "attribute_times", "updated_at"])
+    attribute_changed(person, name)
     AuditEntry.record(actor, "person.attribute_set", person.label, name=name, old=old, new=value)
 
 
 @transaction.atomic
 def delete_attribute(person: Person, actor: User, name: str) -> None:
+    changing_attributes(person)
     old = person.attributes.pop(name, None)
     person.attribute_times[name] = time.time()
     person.updated_at = timezone.now()
     person.save(update_fields=["attributes", "attribute_times", "updated_at"])
+    attribute_changed(person, name)
     AuditEntry.record(actor, "person.attribute_deleted", person.label, name=name, old=old)
 
 

@@ -43,8 +43,10 @@ class AttributeForm(forms.Form):
         name = self.cleaned_data["name"].strip()
         if not name or name.startswith("_"):
             raise forms.ValidationError("Attribute names cannot be empty or start with _.")
-        if name in ("email",):
-            raise forms.ValidationError("Change the email through ingestion or a CSV import.")
+        if name in ("email", "unsubscribed", "anonymous_id"):
+            # They are also columns of the person (or how anonymous activity finds them),
+            # which only ingestion and imports keep in step.
+            raise forms.ValidationError(f"Change “{name}” through ingestion or a CSV import.")
         return name
 
     def clean(self) -> dict:

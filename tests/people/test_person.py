@@ -73,6 +73,55 @@ def test_deleting_an_attribute(cast, ann):
         assert "plan" not in Person.objects.get(pk=ann.pk).attributes
 
 
+def test_an_attribute_edit_moves_the_person_between_segments(cast, ann):
+    from segments.models import MembershipChange
+    from tests.segments.conftest import PLAN_IS_PRO, members, rule_segment
+
+    with cast.acme:
+        pro = rule_segment("Pro", PLAN_IS_PRO)
+        vips = rule_segment("VIPs", {"type": "attribute", "name": "vip", "operator": "exists"})
+        assert members(pro) == members(vips) == {"ann-1"}
+    client = client_for(cast.acme, cast.mia)
+    client.post(
+        f"/people/{ann.pk}/attributes/",
+        {"attribute-name": "plan", "attribute-type": "string", "attribute-value": "free"},
+    )
+    with cast.acme:
+        assert members(pro) == set()
+        assert members(vips) == {"ann-1"}
+        change = MembershipChange.objects.get()
+        assert (change.segment, change.entered, change.cause) == (pro, False, "manual")
+    client.post(f"/people/{ann.pk}/attributes/vip/delete/")
+    with cast.acme:
+        assert members(vips) == set()
+        pro.refresh_from_db()
+        assert pro.member_count == 0
+
+
+def test_an_edit_keeps_what_ingestion_wrote_after_the_page_was_read(cast, ann):
+    from segments import actions
+
+    with cast.acme:
+        shown = Person.objects.get(pk=ann.pk)  # the page's copy
+        Person.objects.filter(pk=ann.pk).update(attributes={**shown.attributes, "seats": 9})
+        actions.set_attribute(shown, cast.mia, "plan", "basic")
+        attributes = Person.objects.get(pk=ann.pk).attributes
+    assert (attributes["plan"], attributes["seats"]) == ("basic", 9)
+
+
+@pytest.mark.parametrize("name", ["email", "unsubscribed", "anonymous_id"])
+def test_identity_attributes_are_not_edited_as_plain_attributes(cast, ann, name):
+    response = client_for(cast.acme, cast.mia).post(
+        f"/people/{ann.pk}/attributes/",
+        {"attribute-name": name, "attribute-type": "boolean", "attribute-value": "true"},
+        follow=True,
+    )
+    assert f"Change “{name}” through ingestion or a CSV import.".encode() in response.content
+    with cast.acme:
+        assert name not in Person.objects.get(pk=ann.pk).attributes
+        assert Person.objects.get(pk=ann.pk).unsubscribed is False
+
+
 def test_viewers_cannot_change_anything(cast, ann):
     client = client_for(cast.acme, cast.vic)
     assert (
