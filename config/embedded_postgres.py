@@ -65,7 +65,11 @@ def tune(server, restart: bool) -> None:
     if restart and "shared_buffers" in changed:
         from pgserver._commands import pg_ctl
 
-        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user)
+        # Stopped and started through pgserver, which so knows the new server process: it
+        # stops the server it knows when the last process attached exits (after a plain
+        # `pg_ctl restart` the cluster outlived `make run`).
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        server.ensure_postgres_running()
 
 
 def start(pgdata: Path, *, throwaway: bool = False) -> str:

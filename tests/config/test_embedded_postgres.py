@@ -35,15 +35,21 @@ SETTINGS = """
 import json, psycopg, sys
 from pathlib import Path
 from config import embedded_postgres
-url = embedded_postgres.start(Path(sys.argv[1]))
+import pgserver
+pgdata = Path(sys.argv[1])
+url = embedded_postgres.start(pgdata)
 with psycopg.connect(url) as conn:
     # In bytes: SHOW prints 6144MB as 6GB.
-    print(json.dumps({
+    settings = {
         name: conn.execute(
             "SELECT pg_size_bytes(current_setting(%s)), pg_size_bytes(%s)", [name, value]
         ).fetchone()
         for name, value in embedded_postgres.server_settings().items()
-    }))
+    }
+# The server process pgserver stops when the last process attached exits: the running one.
+known = pgserver.PostgresServer._instances[pgdata].get_pid()
+running = int((pgdata / "postmaster.pid").read_text().split()[0])
+print(json.dumps({"settings": settings, "pids": [known, running]}))
 """
 
 
@@ -70,10 +76,16 @@ def test_it_starts_stops_on_exit_and_keeps_the_data():
 
 def starts_stops_and_keeps(pgdata: Path) -> None:
     # A new cluster runs with the settings sized to the machine from its first start on.
-    settings = json.loads(run(SETTINGS, pgdata))
+    shown = json.loads(run(SETTINGS, pgdata))
+    settings = shown["settings"]
     assert set(settings) == {"shared_buffers", "effective_cache_size", "max_wal_size",
                              "maintenance_work_mem"}  # fmt: skip
     assert all(running == wanted for running, wanted in settings.values()), settings
+    # Restarted to take them, through pgserver: it knows the new server process (after a
+    # plain `pg_ctl restart` it knew the old one, and the cluster outlived `make run`).
+    known, running = shown["pids"]
+    assert known == running
+    assert not (pgdata / "postmaster.pid").exists()
     url = run(WRITE, pgdata)
     assert url.startswith("postgresql://postgres:@/ferry?host=")
     assert (pgdata / "PG_VERSION").exists()
