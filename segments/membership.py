@@ -203,7 +203,7 @@ def decide_apart(query: Query, parallel: bool) -> tuple[Query, int]:
     it splits any scan it can. Work in the background (the sweep, retention) leaves it off:
     parallel workers are new processes at the usual priority, beside the governor's lowered
     backend."""
-    settings = ["enable_nestloop"]
+    settings = ["enable_nestloop", "enable_hashagg"]
     if parallel:
         settings += ["parallel_setup_cost", "parallel_tuple_cost"]
     with connection.cursor() as cursor:
@@ -213,6 +213,10 @@ def decide_apart(query: Query, parallel: bool) -> tuple[Query, int]:
         # transaction: "1 row" for its 125,000 members), and over an aggregate or a CTE it
         # compares every row with every row: minutes.
         cursor.execute("SET LOCAL enable_nestloop = off")
+        # Grouped and deduplicated by sorting, which also gives the order stored: hashing the
+        # 766,000 rows of "in segment A or performed upgraded" and then sorting the 696,000
+        # people took 0.51-0.60 s, sorting them 0.27-0.35 s (alternated runs).
+        cursor.execute("SET LOCAL enable_hashagg = off")
         if parallel:
             cursor.execute("SET LOCAL parallel_setup_cost = 0")
             cursor.execute("SET LOCAL parallel_tuple_cost = 0")
@@ -290,10 +294,17 @@ def write_rule(
                 ORDER BY person_id
             ),
             exited AS (
-                DELETE FROM {MEMBERSHIP} AS m
-                WHERE m.segment_id = %(segment)s AND m.person_id IN (
-                    SELECT person_id FROM diff WHERE NOT entering
-                )
+                -- Each leaver's membership found by its primary key, whatever the planner
+                -- thinks of the sizes: a segment written a moment ago is "1 row" to it, and
+                -- as a semi-join it scanned everyone leaving for every member (minutes for
+                -- 300,000 members).
+                DELETE FROM {MEMBERSHIP} AS m WHERE m.ctid = ANY(ARRAY(
+                    SELECT (
+                        SELECT m.ctid FROM {MEMBERSHIP} AS m
+                        WHERE m.segment_id = %(segment)s AND m.person_id = diff.person_id
+                    )
+                    FROM diff WHERE NOT entering
+                ))
             ),
             moved AS (
                 SELECT %(segment)s::bigint AS segment_id, person_id, entering AS entered
