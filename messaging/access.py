@@ -17,7 +17,8 @@ from django.utils import timezone
 from accounts.models import Account
 from messaging import links
 from messaging.models import Broadcast, Delivery, Topic, TopicOptOut
-from segments.models import Person
+from segments import membership
+from segments.models import MembershipChange, Person
 
 
 def get_broadcast(request: HttpRequest, broadcast_id: int) -> Broadcast:
@@ -58,6 +59,10 @@ class LinkRecipient:
             return
         now = timezone.now()
         with transaction.atomic():
+            # The account's writer lock first, as the drain and imports hold it while they
+            # read, change and write people: without it a batch read before this save wrote
+            # the person back as it was, subscription and all.
+            membership.lock_account()
             person = Person.objects.select_for_update().get(pk=self.person.pk)
             if person.unsubscribed == subscribed:
                 person.unsubscribed = not subscribed
@@ -66,6 +71,11 @@ class LinkRecipient:
                 person.updated_at = now
                 person.save(
                     update_fields=["unsubscribed", "attributes", "attribute_times", "updated_at"]
+                )
+                # Segments on the subscription follow at once, as after a drained unsubscribe.
+                membership.update_touched(
+                    {person.pk: {"subscription", "attribute:unsubscribed"}},
+                    MembershipChange.Cause.INGEST,
                 )
             wanted = {topic.pk for topic in self.topics if topic.pk in topics}
             out = {topic.pk for topic in self.topics} - wanted

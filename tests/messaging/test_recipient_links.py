@@ -208,6 +208,45 @@ def test_the_preferences_page_opts_out_of_topics_and_resubscribes(cast, ann, spo
     assert opted_out == {news.pk}
 
 
+def test_unsubscribing_on_the_preferences_page_moves_the_person_out_of_subscribed_segments(
+    cast, ann, spool
+):
+    from tests.segments.conftest import members, rule_segment
+
+    with cast.acme:
+        subscribed = rule_segment("Subscribed", {"type": "subscription", "state": "subscribed"})
+        assert members(subscribed) == {"ann-1"}
+    delivery = sent_delivery(cast.acme, ann)
+    url = f"/email/preferences/{token(links.PREFERENCES_SALT, cast.acme, delivery)}/"
+    assert public().post(url, {}).status_code == 200  # "subscribed" unticked
+    with cast.acme:
+        assert Person.objects.get(pk=ann.pk).unsubscribed is True
+        assert members(subscribed) == set()
+    public().post(url, {"subscribed": "on"})
+    with cast.acme:
+        assert members(subscribed) == {"ann-1"}
+
+
+def test_the_preferences_page_takes_the_accounts_writer_lock(cast, ann, spool):
+    # The drain holds it while it reads, changes and writes people: a save that did not wait
+    # for it could be overwritten by a batch read before it, subscription and all.
+    from django.db import connection
+
+    def writer_locks() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    delivery = sent_delivery(cast.acme, ann)
+    url = f"/email/preferences/{token(links.PREFERENCES_SALT, cast.acme, delivery)}/"
+    assert writer_locks() == 0
+    assert public().post(url, {}).status_code == 200
+    assert writer_locks() == 1  # held until the (test's) transaction ends, as in the drain
+
+
 def test_a_topic_opt_out_from_the_preferences_page_is_honoured_by_the_next_send(cast, ann, spool):
     from django.utils import timezone
 

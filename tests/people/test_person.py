@@ -109,6 +109,27 @@ def test_an_edit_keeps_what_ingestion_wrote_after_the_page_was_read(cast, ann):
     assert (attributes["plan"], attributes["seats"]) == ("basic", 9)
 
 
+def test_an_attribute_edit_takes_the_accounts_writer_lock(cast, ann):
+    # As imports and the dashboard's membership changes do: the drain lets go of it between
+    # batches when someone waits, and the batches after read what the edit wrote.
+    from django.db import connection
+
+    def writer_locks() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    assert writer_locks() == 0
+    client_for(cast.acme, cast.mia).post(
+        f"/people/{ann.pk}/attributes/",
+        {"attribute-name": "plan", "attribute-type": "string", "attribute-value": "free"},
+    )
+    assert writer_locks() == 1  # held until the (test's) transaction ends
+
+
 @pytest.mark.parametrize("name", ["email", "unsubscribed", "anonymous_id"])
 def test_identity_attributes_are_not_edited_as_plain_attributes(cast, ann, name):
     response = client_for(cast.acme, cast.mia).post(
