@@ -46,6 +46,16 @@ def wait_for_a_lock_waiter(timeout: float = 15) -> None:
     raise AssertionError("nobody waited for the writer lock")
 
 
+def advisory_locks_held() -> int:
+    """How many advisory locks (the account's writer lock) this connection holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
 @contextmanager
 def committed_accounts(django_db_blocker, clear: Callable[[dict], None]) -> Iterator[dict]:
     """acme and globex, for tests whose writes must commit (another connection must see them),

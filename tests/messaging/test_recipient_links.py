@@ -230,21 +230,13 @@ def test_unsubscribing_on_the_preferences_page_moves_the_person_out_of_subscribe
 def test_the_preferences_page_takes_the_accounts_writer_lock(cast, ann, spool):
     # The drain holds it while it reads, changes and writes people: a save that did not wait
     # for it could be overwritten by a batch read before it, subscription and all.
-    from django.db import connection
-
-    def writer_locks() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND pid = pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
+    from tests.threads import advisory_locks_held
 
     delivery = sent_delivery(cast.acme, ann)
     url = f"/email/preferences/{token(links.PREFERENCES_SALT, cast.acme, delivery)}/"
-    assert writer_locks() == 0
+    assert advisory_locks_held() == 0
     assert public().post(url, {}).status_code == 200
-    assert writer_locks() == 1  # held until the (test's) transaction ends, as in the drain
+    assert advisory_locks_held() == 1  # held until the (test's) transaction ends, as in the drain
 
 
 def test_a_topic_opt_out_from_the_preferences_page_is_honoured_by_the_next_send(cast, ann, spool):

@@ -112,22 +112,14 @@ def test_an_edit_keeps_what_ingestion_wrote_after_the_page_was_read(cast, ann):
 def test_an_attribute_edit_takes_the_accounts_writer_lock(cast, ann):
     # As imports and the dashboard's membership changes do: the drain lets go of it between
     # batches when someone waits, and the batches after read what the edit wrote.
-    from django.db import connection
+    from tests.threads import advisory_locks_held
 
-    def writer_locks() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND pid = pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
-
-    assert writer_locks() == 0
+    assert advisory_locks_held() == 0
     client_for(cast.acme, cast.mia).post(
         f"/people/{ann.pk}/attributes/",
         {"attribute-name": "plan", "attribute-type": "string", "attribute-value": "free"},
     )
-    assert writer_locks() == 1  # held until the (test's) transaction ends
+    assert advisory_locks_held() == 1  # held until the (test's) transaction ends
 
 
 @pytest.mark.parametrize("name", ["email", "unsubscribed", "anonymous_id"])
