@@ -18,7 +18,7 @@ from accounts.models import Account
 from messaging import links
 from messaging.models import Broadcast, Delivery, Topic, TopicOptOut
 from segments import membership
-from segments.models import MembershipChange, Person
+from segments.models import Person
 
 
 def get_broadcast(request: HttpRequest, broadcast_id: int) -> Broadcast:
@@ -75,7 +75,7 @@ class LinkRecipient:
                 # Segments on the subscription follow at once, as after a drained unsubscribe.
                 membership.update_touched(
                     {person.pk: {"subscription", "attribute:unsubscribed"}},
-                    MembershipChange.Cause.INGEST,
+                    membership.Cause.INGEST,
                 )
             wanted = {topic.pk for topic in self.topics if topic.pk in topics}
             out = {topic.pk for topic in self.topics} - wanted

@@ -8,9 +8,7 @@ from django.utils import timezone
 from accounts.models import AuditEntry, User
 from maintenance.actions import erase_person_traces
 from segments import membership
-from segments.models import MembershipChange, Person, Suppression
-
-Cause = MembershipChange.Cause
+from segments.models import Person, Suppression
 
 
 def changing_attributes(person: Person) -> None:
@@ -24,7 +22,7 @@ def changing_attributes(person: Person) -> None:
 
 def attribute_changed(person: Person, name: str) -> None:
     """After the edit: the segments whose rules read the attribute, for this person."""
-    membership.update_touched({person.pk: {f"attribute:{name}"}}, Cause.MANUAL)
+    membership.update_touched({person.pk: {f"attribute:{name}"}}, membership.Cause.MANUAL)
 
 
 @transaction.atomic

@@ -299,11 +299,10 @@ def write_rule(
                 -- as a semi-join it scanned everyone leaving for every member (minutes for
                 -- 300,000 members).
                 DELETE FROM {MEMBERSHIP} AS m WHERE m.ctid = ANY(ARRAY(
-                    SELECT (
-                        SELECT m.ctid FROM {MEMBERSHIP} AS m
-                        WHERE m.segment_id = %(segment)s AND m.person_id = diff.person_id
-                    )
-                    FROM diff WHERE NOT entering
+                    SELECT ({MEMBERSHIP_ROW}) FROM (
+                        SELECT %(segment)s::bigint AS s, person_id AS p
+                        FROM diff WHERE NOT entering
+                    ) AS u
                 ))
             ),
             moved AS (

@@ -1,5 +1,6 @@
 from django import forms
 
+from ingest.apply import IDENTITY_ATTRIBUTES
 from segments.attributes import parse
 
 ATTRIBUTE_TYPES = [
@@ -43,7 +44,7 @@ class AttributeForm(forms.Form):
         name = self.cleaned_data["name"].strip()
         if not name or name.startswith("_"):
             raise forms.ValidationError("Attribute names cannot be empty or start with _.")
-        if name in ("email", "unsubscribed", "anonymous_id"):
+        if name in IDENTITY_ATTRIBUTES:
             # They are also columns of the person (or how anonymous activity finds them),
             # which only ingestion and imports keep in step.
             raise forms.ValidationError(f"Change “{name}” through ingestion or a CSV import.")
