@@ -140,8 +140,17 @@ class Batch:
         self.events: list[tuple] = []
         self.merges: list[tuple[PersonState, str]] = []
         self.segment_items: list[tuple[int, dict]] = []  # (item index, manual segment change)
-        # The people it creates as COPY text, rendered by prepare (see new_people_copy).
+        # What write_batch sends, rendered by prepare (see render_writes): the people it
+        # creates and the events it inserts as COPY text, the people it changes, the events'
+        # summaries and their days.
         self.created_copy: list[bytes] = []
+        self.changed_json = ""
+        self.events_copy: list[bytes] = []
+        self.summaries_json = ""
+        self.days: dict[int, int] = {}  # days since 1970 (UTC): events
+        # The dedupe keys of the events it inserts: a batch planned on top of this one, before
+        # its commit, must not insert them again (see new_events).
+        self.event_keys: set[str] = set()
         # The identifiers the items name (customer ids, emails, anonymous ids), set by load.
         self.named: tuple[set, set, set] = (set(), set(), set())
 
@@ -489,7 +498,7 @@ def plan(batch: Batch, items: list[dict], received_at: float) -> Outcome:
                 state.touched.add(f"event:{item['name']}")
             batch.events.append((
                 state, None if state else anonymous_id, item["kind"], item["name"],
-                to_json(item["data"]), item["timestamp"], item["dedupe"],
+                copy_json(item["data"]), item["timestamp"], item["dedupe"],
             ))  # fmt: skip
         elif op in MESSAGING_OPS:
             pass  # recorded after the people are written: see record_messaging
@@ -522,11 +531,11 @@ def lock_writer() -> None:
 def prepare(
     items: list[dict], received_at: float, previous: Batch | None = None
 ) -> tuple[Batch, Outcome]:
-    """Read the people the items name and apply the items to them in memory, new people
-    given their ids and rendered as COPY text; `previous` is a batch planned before, not yet
+    """Read the people the items name and apply the items to them in memory, then render
+    what write_batch sends (render_writes); `previous` is a batch planned before, not yet
     committed (carry_over).
 
-    The rendering is done here, not by write_people: the drain and imports prepare a batch
+    The rendering is done here, not by write_batch: the drain and imports prepare a batch
     while the one before is written, and the writer (whose PostgreSQL is their critical path)
     then only sends bytes."""
     batch = Batch()
@@ -536,9 +545,8 @@ def prepare(
     outcome = plan(batch, items, received_at)
     with bound_cursor() as cursor:
         assign_ids(cursor, batch)
-    created = [state for state in written_people(batch) if state.created]
-    stamp = datetime.fromtimestamp(received_at, UTC).isoformat()
-    batch.created_copy = list(new_people_copy(created, stamp))
+        events = new_events(cursor, batch, previous)
+    render_writes(batch, events, received_at)
     return batch, outcome
 
 
@@ -619,7 +627,7 @@ def write_batch(batch: Batch, outcome: Outcome, items: list[dict], received_at: 
     """Write a prepared batch, in the caller's transaction, under the account's writer lock."""
     with bound_cursor() as cursor:
         write_people(cursor, batch, received_at)
-        write_events(cursor, batch, received_at)
+        write_events(cursor, batch)
         merge_anonymous(cursor, batch)
         write_segment_changes(cursor, batch, outcome)
     unsubscribed = record_messaging(items)
@@ -706,12 +714,26 @@ def assign_ids(cursor, batch: Batch) -> None:
         state.id = new_id
 
 
+def render_writes(batch: Batch, events: list[tuple], received_at: float) -> None:
+    """Render the batch's writes (see Batch): new people and new events as COPY text, changed
+    people and summaries as JSON."""
+    stamp = datetime.fromtimestamp(received_at, UTC).isoformat()
+    people = written_people(batch)
+    batch.created_copy = list(new_people_copy([s for s in people if s.created], stamp))
+    changed = [
+        (s.id, s.customer_id, s.email, s.attributes, s.attribute_times, s.unsubscribed)
+        for s in people
+        if s.changed and not s.created
+    ]
+    batch.changed_json = as_json(changed) if changed else ""
+    if events:
+        render_events(batch, events, stamp)
+
+
 def write_people(cursor, batch: Batch, now: float) -> None:
     if batch.deleted:
         cursor.execute(f"DELETE FROM {PERSON} WHERE id = ANY(%s)", [list(batch.deleted)])
-    changed = [s for s in written_people(batch) if s.changed and not s.created]
-    stamp = datetime.fromtimestamp(now, UTC)
-    if batch.created_copy:  # rendered by prepare, ids drawn by assign_ids
+    if batch.created_copy:  # ids drawn by assign_ids
         names = (
             "id, customer_id, email, attributes, attribute_times, unsubscribed, created_at, "
             "updated_at"
@@ -719,11 +741,7 @@ def write_people(cursor, batch: Batch, now: float) -> None:
         with cursor.copy(f"COPY {PERSON} ({names}) FROM STDIN") as copy:
             for block in batch.created_copy:
                 copy.write(block)
-    if changed:
-        rows = [
-            (s.id, s.customer_id, s.email, s.attributes, s.attribute_times, s.unsubscribed)
-            for s in changed
-        ]
+    if batch.changed_json:
         cursor.execute(
             f"""
             UPDATE {PERSON} AS p SET customer_id = i.customer_id, email = i.email,
@@ -737,17 +755,13 @@ def write_people(cursor, batch: Batch, now: float) -> None:
             ) AS i
             WHERE p.id = i.id
             """,
-            [stamp, as_json(rows)],
+            [datetime.fromtimestamp(now, UTC), batch.changed_json],
         )
 
 
 def as_json(values) -> str:
     """A list (or set, or list of rows) as one JSON text, for ANY_OF_JSON and the like."""
     return orjson.dumps(values if isinstance(values, list) else list(values)).decode()
-
-
-def to_json(value: object) -> str:
-    return orjson.dumps(value).decode()
 
 
 # COPY's text format, written by new_people_copy: these characters are escaped in a value.
@@ -818,76 +832,106 @@ ON CONFLICT (person_id, name) DO UPDATE SET
 """
 
 
-def write_events(cursor, batch: Batch, now: float) -> None:
-    """COPY the batch's new events straight into the events table, then add them to the
-    activity summaries and the events per day.
-
-    Which events are new is decided here, not by ON CONFLICT: the account's advisory lock
-    (see apply_items) means no other writer inserts events for this account meanwhile, so one
-    indexed lookup of the batch's keys finds every event that is already stored.
-    """
+def new_events(cursor, batch: Batch, previous: Batch | None) -> list[tuple]:
+    """The batch's events that are not stored yet, by dedupe key (a key repeated in the batch:
+    the first one), each once. Decided here, not by ON CONFLICT: the account's writer lock
+    (see lock_writer, WriterConnection) means no other writer inserts events for this account
+    meanwhile, so one indexed lookup of the batch's keys finds every event that is stored,
+    and `previous`'s keys every one that is about to be."""
     if not batch.events:
-        return
+        return []
     unique: dict[str, tuple] = {}
     for event in batch.events:
-        unique.setdefault(event[-1], event)  # a key repeated in the batch: the first one wins
+        unique.setdefault(event[-1], event)
+    if previous is not None:
+        for key in previous.event_keys & unique.keys():
+            del unique[key]
     cursor.execute(
         f"SELECT dedupe_key FROM {EVENT} WHERE dedupe_key = {ANY_OF_JSON}", [as_json(unique)]
     )
     for (stored,) in cursor.fetchall():
         del unique[stored]
-    if not unique:
-        return
-    # Times go to COPY as text: psycopg's adaptation of a datetime took about 2 µs, most of the
-    # time a row took to format.
-    received = datetime.fromtimestamp(now, UTC).isoformat()
+    batch.event_keys = set(unique)
+    return list(unique.values())
+
+
+DAY_SECONDS = 86_400
+
+
+def render_events(batch: Batch, events: list[tuple], received: str) -> None:
+    """The new events as COPY text (times as text: psycopg's adaptation of a datetime took
+    about 2 µs, most of the time a row took to format), their activity summaries as JSON and
+    their counts per day."""
+    tail = b"\t%s\t" % received.encode()
     summaries: dict[tuple[int, str], list] = {}
-    days: dict[object, int] = {}
+    days: dict[int, int] = {}
+    block: list[bytes] = []
+    copies = batch.events_copy
+    for state, anonymous_id, kind, name, data, timestamp, dedupe in events:
+        moment = datetime.fromtimestamp(timestamp, UTC).isoformat()
+        person_id = state.id if state else None
+        block.append(b"%b\t%b\t%b\t%b\t%b\t%b%b%b\n" % (
+            b"\\N" if person_id is None else b"%d" % person_id, copy_text(anonymous_id),
+            copy_text(kind), copy_text(name), data, moment.encode(), tail, copy_text(dedupe),
+        ))  # fmt: skip
+        if len(block) == COPY_BLOCK_ROWS:
+            copies.append(b"".join(block))
+            block = []
+        day = int(timestamp // DAY_SECONDS)
+        days[day] = days.get(day, 0) + 1
+        if person_id is not None:
+            # [count, first, last, first as text, last as text]: the texts are the events'
+            # own, so a summary's times equal its events' to the microsecond.
+            summary = summaries.get((person_id, name))
+            if summary is None:
+                summaries[(person_id, name)] = [1, timestamp, timestamp, moment, moment]
+            else:
+                summary[0] += 1
+                if timestamp < summary[1]:
+                    summary[1], summary[3] = timestamp, moment
+                elif timestamp > summary[2]:
+                    summary[2], summary[4] = timestamp, moment
+    if block:
+        copies.append(b"".join(block))
+    batch.days = days
+    batch.summaries_json = as_json([
+        (person_id, name, count, first, last)
+        for (person_id, name), (count, _, _, first, last) in summaries.items()
+    ])  # fmt: skip
+
+
+def write_events(cursor, batch: Batch) -> None:
+    """COPY the batch's new events (new_events, rendered by render_events) straight into the
+    events table, then add them to the activity summaries and the events per day."""
+    if not batch.events_copy:
+        return
     columns_ = "person_id, anonymous_id, kind, name, data, timestamp, received_at, dedupe_key"
     with cursor.copy(f"COPY {EVENT} ({columns_}) FROM STDIN") as copy:
-        for state, anonymous_id, kind, name, data, timestamp, dedupe in unique.values():
-            moment = datetime.fromtimestamp(timestamp, UTC)
-            person_id = state.id if state else None
-            copy.write_row(
-                (person_id, anonymous_id, kind, name, data, moment.isoformat(), received, dedupe)
-            )
-            day = moment.date()
-            days[day] = days.get(day, 0) + 1
-            if person_id is not None:
-                summary = summaries.get((person_id, name))
-                if summary is None:
-                    summaries[(person_id, name)] = [1, moment, moment]
-                else:
-                    summary[0] += 1
-                    summary[1] = min(summary[1], moment)
-                    summary[2] = max(summary[2], moment)
-    write_summaries(cursor, summaries)
+        for block in batch.events_copy:
+            copy.write(block)
+    if batch.summaries_json != "[]":
+        cursor.execute(
+            f"""
+            INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
+            SELECT (r->>0)::bigint, r->>1, (r->>2)::integer, (r->>3)::timestamptz,
+                   (r->>4)::timestamptz
+            FROM json_array_elements(%s::json) AS r
+            ORDER BY 1, 2
+            ON CONFLICT (person_id, name) DO UPDATE SET
+                count = s.count + excluded.count,
+                first_at = least(s.first_at, excluded.first_at),
+                last_at = greatest(s.last_at, excluded.last_at)
+            """,
+            [batch.summaries_json],
+        )
     cursor.execute(
         f"""
         INSERT INTO {EVENT_DAY} AS d (day, count)
-        SELECT * FROM unnest(%s::date[], %s::bigint[])
+        SELECT date '1970-01-01' + day, count
+        FROM unnest(%s::integer[], %s::bigint[]) AS u(day, count)
         ON CONFLICT (day) DO UPDATE SET count = d.count + excluded.count
         """,
-        [list(days), list(days.values())],
-    )
-
-
-def write_summaries(cursor, summaries: dict[tuple[int, str], list]) -> None:
-    if not summaries:
-        return
-    cursor.execute(
-        f"""
-        INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
-        SELECT (r->>0)::bigint, r->>1, (r->>2)::integer, (r->>3)::timestamptz,
-               (r->>4)::timestamptz
-        FROM json_array_elements(%s::json) AS r
-        ORDER BY 1, 2
-        ON CONFLICT (person_id, name) DO UPDATE SET
-            count = s.count + excluded.count,
-            first_at = least(s.first_at, excluded.first_at),
-            last_at = greatest(s.last_at, excluded.last_at)
-        """,
-        [as_json([(*key, *value) for key, value in summaries.items()])],
+        [list(batch.days), list(batch.days.values())],
     )
 
 

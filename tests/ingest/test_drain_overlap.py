@@ -142,10 +142,11 @@ def test_later_batches_change_people_that_earlier_batches_created(
 def test_a_batch_whose_write_fails_is_applied_again_on_its_own_in_order(
     spool, accounts, overlapped, caplog
 ):
-    # The bad event fails its batch's write (its timestamp is only read there); the batch
-    # after it was planned on top of it, so it is planned again after the bad batch was
-    # applied in halves. One time for every change: only the spool's order decides.
-    bad = {**event("5", "bad", "bad-1"), "timestamp": "not a time"}
+    # The bad event fails its batch's write (PostgreSQL's JSON cannot hold a NUL, and only
+    # the write finds out); the batch after it was planned on top of it, so it is planned
+    # again after the bad batch was applied in halves. One time for every change: only the
+    # spool's order decides.
+    bad = {**event("5", "bad", "bad-1"), "data": {"note": "nul \x00 here"}}
     items = [
         identify("5", step=1), identify("5", step=2),
         bad, identify("5", step=3),
