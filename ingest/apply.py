@@ -623,11 +623,28 @@ def _close_connection() -> None:
     connection.close()  # looked up here: `connection` is each thread's own
 
 
-def write_batch(batch: Batch, outcome: Outcome, items: list[dict], received_at: float) -> None:
-    """Write a prepared batch, in the caller's transaction, under the account's writer lock."""
+class PredecessorFailed(Exception):
+    """The batch a batch was planned on top of did not commit (see write_batch)."""
+
+
+def write_batch(
+    batch: Batch, outcome: Outcome, items: list[dict], received_at: float,
+    after: Callable[[], bool] | None = None,
+) -> None:  # fmt: skip
+    """Write a prepared batch, in the caller's transaction, under the account's writer lock.
+
+    Its new events go first. With `after`, the batch was planned on top of another that is
+    still being written on another connection (ingest.drain.Overlap): only the events are
+    written before `after()` says whether that batch committed (else PredecessorFailed, and
+    the caller rolls back). They wait for nothing of it, nor it for them: their keys are not
+    its keys (new_events), their ids are drawn from the sequence, and no other statement of
+    a batch reads uncommitted events. Everything else may change rows that batch changed."""
     with bound_cursor() as cursor:
+        copy_events(cursor, batch)
+        if after is not None and not after():
+            raise PredecessorFailed
         write_people(cursor, batch, received_at)
-        write_events(cursor, batch)
+        summarise_events(cursor, batch)
         merge_anonymous(cursor, batch)
         write_segment_changes(cursor, batch, outcome)
     unsubscribed = record_messaging(items)
@@ -900,22 +917,28 @@ def render_events(batch: Batch, events: list[tuple], received: str) -> None:
     ])  # fmt: skip
 
 
-def write_events(cursor, batch: Batch) -> None:
+def copy_events(cursor, batch: Batch) -> None:
     """COPY the batch's new events (new_events, rendered by render_events) straight into the
-    events table, then add them to the activity summaries and the events per day."""
+    events table."""
     if not batch.events_copy:
         return
     columns_ = "person_id, anonymous_id, kind, name, data, timestamp, received_at, dedupe_key"
     with cursor.copy(f"COPY {EVENT} ({columns_}) FROM STDIN") as copy:
         for block in batch.events_copy:
             copy.write(block)
+
+
+def summarise_events(cursor, batch: Batch) -> None:
+    """Add the batch's new events to the activity summaries and the events per day."""
+    if not batch.events_copy:
+        return
     if batch.summaries_json != "[]":
         cursor.execute(
             f"""
             INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
             SELECT (r->>0)::bigint, r->>1, (r->>2)::integer, (r->>3)::timestamptz,
                    (r->>4)::timestamptz
-            FROM json_array_elements(%s::json) AS r
+            FROM jsonb_array_elements(%s::jsonb) AS r
             ORDER BY 1, 2
             ON CONFLICT (person_id, name) DO UPDATE SET
                 count = s.count + excluded.count,

@@ -32,6 +32,7 @@ from accounts.models import Account
 from ingest.apply import (
     Batch,
     Outcome,
+    PredecessorFailed,
     WriterConnection,
     another_writer_waits,
     apply_items,
@@ -207,6 +208,11 @@ class Planned:
     outcome: Outcome
     started: float
     written: Future | None = None
+    writer: WriterConnection | None = None
+    # The write of the batch it was planned on top of, if that was still being written when
+    # it was handed over: it writes its events meanwhile and the rest after that batch's
+    # commit (_write). The future only, not the batch: a chain of batches would be kept.
+    after: Future | None = None
 
 
 class Overlap:
@@ -215,24 +221,28 @@ class Overlap:
     (ingest.apply.WriterConnection), so that Python and PostgreSQL work at the same time.
 
     Batch N+1 is read while N is written (not committed) and given N's people as N leaves them
-    (Batch.carry_over); it is handed to the writer only after N committed, and N's spool rows
-    are released only after that commit, so each transaction still holds whole batches, in
-    the spool's order. The writer holds the account's writer lock from before N+1's read to
-    after its write, and lets go as soon as another writer waits for it (an import, the
-    dashboard's membership changes, a second worker whose lease lapsed) or the account's
-    items run out.
+    (Batch.carry_over). It is handed at once to a second writer connection, where it inserts
+    its events while N is still written, then waits for N's commit before it writes anything
+    else, and rolls back if N failed (ingest.apply.write_batch): so each transaction still
+    holds whole batches, committed in the spool's order, and N's spool rows are released only
+    after N's commit. N+2 is read only after N's commit. The first writer holds the account's
+    writer lock from before N+1's read to after its commit, and lets go as soon as another
+    writer waits for it (an import, the dashboard's membership changes, a second worker whose
+    lease lapsed) or the account's items run out.
 
     What is not overlapped, but applied on its own as before (`drain_claimed`): a batch whose
     account is not known yet (provisionally accepted credentials, a deleted account), a batch
     with messaging items (they change people and suppressions in SQL, where carry_over cannot
     see it, so the next batch must read after their commit), and a batch whose planning or
     writing failed (applied again in halves, down to its dead letters; the batch planned on
-    top of it is void and applied on its own after it).
+    top of it rolls back, and is applied on its own after it).
     """
 
     def __init__(self) -> None:
         self.spool: SpoolBehind | None = None  # the pass's (drain_batches sets it)
+        # Batches alternate between the two; `writer` holds the writer lock.
         self.writer: WriterConnection | None = None
+        self.second: WriterConnection | None = None
         self.writer_account: Account | None = None
         self.pending: Planned | None = None
         self.used = time.monotonic()
@@ -254,6 +264,8 @@ class Overlap:
                 if self.writer is None:
                     self.writer = WriterConnection("drain-writer")
                     self.writer_account = account
+                if self.second is None:
+                    self.second = WriterConnection("drain-writer-2")
                 if not self.writer.locked:
                     self.writer.lock()
                 received_at = time.time()
@@ -267,12 +279,17 @@ class Overlap:
             self.close()
             return [*done, drain_claimed(self.spool, items, payloads)]
         planned = Planned(account, items, payloads, received_at, batch, outcome, started)
-        if self.pending is not None:
+        planned.after = self.pending.written if self.pending is not None else None
+        writer = self.writer
+        if self.pending is not None and self.pending.writer is self.writer:
+            writer = self.second
+        planned.writer = writer
+        planned.written = writer.submit(_write, planned)
+        if planned.after is not None:
             result, written = self._settle()
             done.append(result)
-            if not written:  # what this batch was planned on is void
+            if not written:  # what this batch was planned on is void: it rolled back
                 return [*done, drain_claimed(self.spool, items, payloads)]
-        planned.written = self.writer.submit(_write, planned)
         self.pending = planned
         if someone_waits:
             done += self.finish()
@@ -306,9 +323,11 @@ class Overlap:
                 self.close()
 
     def close(self) -> None:
-        """Close the writer's connection (which lets go of the lock), after end_pass."""
-        if self.writer is not None:
-            writer, self.writer, self.writer_account = self.writer, None, None
+        """Close the writers' connections (which lets go of the lock), after end_pass; each
+        first finishes what it was given."""
+        writers = [w for w in (self.second, self.writer) if w is not None]
+        self.writer = self.second = self.writer_account = None
+        for writer in writers:
             writer.close()
 
     def close_if_idle(self, seconds: float) -> None:
@@ -372,12 +391,17 @@ def same_place(writer_account: Account | None, account: Account) -> bool:
 
 
 def _write(planned: Planned) -> Exception | None:
-    """On the writer's thread: write and commit a planned batch; the error if its transaction
-    failed (nothing of it committed). Apply's own cursors raise psycopg's errors."""
+    """On a writer's thread: write and commit a planned batch; the error if its transaction
+    failed (nothing of it committed), PredecessorFailed if the batch it was planned on top of
+    did. Apply's own cursors raise psycopg's errors."""
+    after = None
+    if (before := planned.after) is not None:
+        after = lambda: before.result() is None  # noqa: E731
     try:
         with transaction.atomic():
-            write_batch(planned.batch, planned.outcome, planned.payloads, planned.received_at)
-    except BATCH_ERRORS as error:
+            write_batch(planned.batch, planned.outcome, planned.payloads, planned.received_at,
+                        after)  # fmt: skip
+    except (*BATCH_ERRORS, PredecessorFailed) as error:
         return error
     return None
 

@@ -18,9 +18,10 @@ import pytest
 from django.db import connection, transaction
 
 from accounts.models import Account
+from ingest import apply as apply_module
 from ingest import drain as drain_module
 from ingest import wire
-from ingest.apply import apply_items
+from ingest.apply import PredecessorFailed, apply_items
 from ingest.models import DeadLetter
 from segments.models import ActivitySummary, Event, EventDay, Person
 from tests.ingest.conftest import drain
@@ -140,13 +141,22 @@ def test_later_batches_change_people_that_earlier_batches_created(
 
 
 def test_a_batch_whose_write_fails_is_applied_again_on_its_own_in_order(
-    spool, accounts, overlapped, caplog
+    spool, accounts, overlapped, caplog, monkeypatch
 ):
     # The bad event fails its batch's write (PostgreSQL's JSON cannot hold a NUL, and only
     # the write finds out); the batch after it was planned on top of it, so it is planned
     # again after the bad batch was applied in halves. One time for every change: only the
     # spool's order decides.
     bad = {**event("5", "bad", "bad-1"), "data": {"note": "nul \x00 here"}}
+    written: list[str] = []
+    write = drain_module._write
+
+    def recorded_write(planned):
+        failure = write(planned)
+        written.append(type(failure).__name__)
+        return failure
+
+    monkeypatch.setattr(drain_module, "_write", recorded_write)
     items = [
         identify("5", step=1), identify("5", step=2),
         bad, identify("5", step=3),
@@ -159,8 +169,58 @@ def test_a_batch_whose_write_fails_is_applied_again_on_its_own_in_order(
     assert result["people"] == [("5", "", [("step", 5)]), ("6", "", [("step", 1)])]
     assert result["events"] == [("5", "ok", "ok-1")]
     assert failed_writes(caplog) == 1
-    # The batch after the bad one was planned on top of it, then applied on its own.
+    # The batch after the bad one was planned on top of it and handed over at once: it
+    # rolled back when the bad one failed, and was then applied on its own.
     assert overlapped[:3] == [False, True, True]
+    assert written[:3] == ["NoneType", "UntranslatableCharacter", PredecessorFailed.__name__]
+
+
+def test_a_batch_writes_its_events_beside_the_one_before_and_the_rest_after_its_commit(
+    spool, accounts, monkeypatch
+):
+    # The first batch's write is slowed down: the second inserts its events meanwhile, on
+    # the other writer connection, and changes its people only after the first committed.
+    steps: list[tuple[str, str]] = []
+    copy_events, write_people = apply_module.copy_events, apply_module.write_people
+    write = drain_module._write
+
+    def first_key(batch) -> str:
+        return min(batch.event_keys)
+
+    def recorded_copy(cursor, batch):
+        copy_events(cursor, batch)
+        steps.append(("events", first_key(batch)))
+
+    def slow_people(cursor, batch, now):
+        steps.append(("people", first_key(batch)))
+        if first_key(batch) == "k-1":
+            time.sleep(0.5)
+        write_people(cursor, batch, now)
+
+    def recorded_write(planned):
+        failure = write(planned)
+        steps.append(("committed" if failure is None else "failed", first_key(planned.batch)))
+        return failure
+
+    monkeypatch.setattr(apply_module, "copy_events", recorded_copy)
+    monkeypatch.setattr(apply_module, "write_people", slow_people)
+    monkeypatch.setattr(drain_module, "_write", recorded_write)
+    items = [
+        event("1", "a", "k-1"), identify("1", step=1),
+        event("1", "b", "k-2"), identify("1", step=2),
+        event("1", "c", "k-3"), identify("1", step=3),
+    ]  # fmt: skip
+    result = compare(spool, accounts, items)  # acme first: index() finds its steps
+
+    def before(first: tuple[str, str], then: tuple[str, str]) -> bool:
+        return steps.index(first) < steps.index(then)
+
+    assert before(("events", "k-2"), ("committed", "k-1"))  # while the first is written
+    assert before(("committed", "k-1"), ("people", "k-2"))
+    assert before(("committed", "k-2"), ("people", "k-3"))
+    assert steps.count(("failed", "k-1")) == steps.count(("failed", "k-2")) == 0
+    assert result["people"] == [("1", "", [("step", 3)])]
+    assert result["summaries"] == [("1", "a", 1), ("1", "b", 1), ("1", "c", 1)]
 
 
 def test_an_event_sent_again_while_its_first_batch_is_written_is_stored_once(
