@@ -394,13 +394,15 @@ def _write(planned: Planned) -> Exception | None:
     """On a writer's thread: write and commit a planned batch; the error if its transaction
     failed (nothing of it committed), PredecessorFailed if the batch it was planned on top of
     did. Apply's own cursors raise psycopg's errors."""
-    after = None
-    if (before := planned.after) is not None:
-        after = lambda: before.result() is None  # noqa: E731
+    before = planned.after
+
+    def before_committed() -> bool:
+        return before.result() is None
+
     try:
         with transaction.atomic():
             write_batch(planned.batch, planned.outcome, planned.payloads, planned.received_at,
-                        after)  # fmt: skip
+                        before_committed if before is not None else None)  # fmt: skip
     except (*BATCH_ERRORS, PredecessorFailed) as error:
         return error
     return None
