@@ -911,10 +911,11 @@ def render_events(batch: Batch, events: list[tuple], received: str) -> None:
     if block:
         copies.append(b"".join(block))
     batch.days = days
-    batch.summaries_json = as_json([
+    rows = [
         (person_id, name, count, first, last)
         for (person_id, name), (count, _, _, first, last) in summaries.items()
-    ])  # fmt: skip
+    ]
+    batch.summaries_json = as_json(rows) if rows else ""  # none: anonymous events only
 
 
 def copy_events(cursor, batch: Batch) -> None:
@@ -932,7 +933,7 @@ def summarise_events(cursor, batch: Batch) -> None:
     """Add the batch's new events to the activity summaries and the events per day."""
     if not batch.events_copy:
         return
-    if batch.summaries_json != "[]":
+    if batch.summaries_json:
         cursor.execute(
             f"""
             INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
