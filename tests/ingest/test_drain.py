@@ -316,6 +316,28 @@ def test_deleting_a_person_takes_their_events_and_summaries_with_them(cast, spoo
         assert list(ActivitySummary.objects.values_list("person__customer_id", flat=True)) == ["12"]
 
 
+def test_events_carry_one_index_on_their_dedupe_key_which_finds_replays(cast):
+    # Django gives a unique CharField a second index for LIKE (varchar_pattern_ops); nothing
+    # searches dedupe keys so, and every event inserted paid for it (segments 0019).
+    from ingest.apply import ANY_OF_JSON
+
+    with cast.acme, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND tablename = 'segments_event' AND indexdef LIKE '%%(dedupe_key%%'"
+        )
+        indexes = cursor.fetchall()
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(  # the drain's lookup of a batch's keys (new_events)
+            f"EXPLAIN SELECT dedupe_key FROM segments_event WHERE dedupe_key = {ANY_OF_JSON}",
+            ['["k-1"]'],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert [name for name, _ in indexes] == ["event_dedupe_key"]
+    assert "UNIQUE" in indexes[0][1] and "pattern_ops" not in indexes[0][1]
+    assert "event_dedupe_key" in plan, plan
+
+
 def test_a_replayed_attribute_change_writes_nothing(cast, spool):
     item = wire.cio_identify("13", {"plan": "pro", "_timestamp": 100})
     spool_items(spool, cast.acme, item)
