@@ -250,13 +250,18 @@ class DeliveryEvent(models.Model):
     # Where it came from and what it said: source (sender, pixel, link, webhook:<esp>,
     # metrics, unsubscribe), url, reason, user agent, the provider's event id.
     detail = models.JSONField(default=dict, blank=True)
-    # The provider's event id (or one we make): a replayed webhook records nothing new.
-    dedupe_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # The provider's event id (or one we make): a replayed webhook records nothing new
+    # (deliveryevent_dedupe_key; a constraint, not unique=True, which on PostgreSQL adds a
+    # LIKE index that nothing uses: messaging 0004).
+    dedupe_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (unique)
 
     planes = {ACCOUNT}
 
     class Meta:
         ordering = ["at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dedupe_key"], name="deliveryevent_dedupe_key"),
+        ]
         indexes = [
             models.Index(fields=["delivery", "at"], name="deliveryevent_delivery"),
             models.Index(fields=["person", "kind", "at"], name="deliveryevent_person_kind"),

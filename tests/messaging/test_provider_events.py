@@ -179,6 +179,21 @@ def test_a_webhook_sent_twice_is_recorded_once(cast, ann, spool):
         assert Broadcast.objects.get(pk=delivery.broadcast_id).opened == 1
 
 
+def test_delivery_events_carry_one_index_on_their_dedupe_key(cast):
+    # The unique one that a replayed webhook meets (ON CONFLICT, above); not the LIKE index
+    # Django adds beside unique=True on a CharField, which nothing uses (messaging 0004).
+    from django.db import connection
+
+    with cast.acme, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND tablename = 'messaging_deliveryevent' AND indexdef LIKE '%%(dedupe_key%%'"
+        )
+        indexes = cursor.fetchall()
+    assert [name for name, _ in indexes] == ["deliveryevent_dedupe_key"]
+    assert "UNIQUE" in indexes[0][1] and "pattern_ops" not in indexes[0][1]
+
+
 def test_a_bad_signature_is_refused_and_nothing_is_spooled(cast, ann, spool):
     delivery = sent_delivery(cast.acme, ann)
     response = post_mailgun(mailgun(mailgun_event(delivery, "complained"), key="wrong-key"))
