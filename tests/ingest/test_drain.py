@@ -13,6 +13,7 @@ from ingest.credentials import TRACK, UNVERIFIED, digest
 from ingest.models import DeadLetter
 from segments.models import ActivitySummary, Event, EventDay
 from tests.ingest.conftest import drain, events, people
+from tests.schema import indexes_on, only_a_unique_index
 
 pytestmark = pytest.mark.django_db
 
@@ -322,19 +323,14 @@ def test_events_carry_one_index_on_their_dedupe_key_which_finds_replays(cast):
     from ingest.apply import ANY_OF_JSON
 
     with cast.acme, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
-            " AND tablename = 'segments_event' AND indexdef LIKE '%%(dedupe_key%%'"
-        )
-        indexes = cursor.fetchall()
+        indexes = indexes_on("segments_event", "dedupe_key")
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(  # the drain's lookup of a batch's keys (new_events)
             f"EXPLAIN SELECT dedupe_key FROM segments_event WHERE dedupe_key = {ANY_OF_JSON}",
             ['["k-1"]'],
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert [name for name, _ in indexes] == ["event_dedupe_key"]
-    assert "UNIQUE" in indexes[0][1] and "pattern_ops" not in indexes[0][1]
+    assert only_a_unique_index(indexes, "event_dedupe_key"), indexes
     assert "event_dedupe_key" in plan, plan
 
 

@@ -19,6 +19,7 @@ from segments.models import Person, Suppression
 from tests.conftest import FerryClient
 from tests.ingest.conftest import api_client, basic, send
 from tests.messaging.conftest import drain, make_person, sent_delivery
+from tests.schema import indexes_on, only_a_unique_index
 
 pytestmark = pytest.mark.django_db
 
@@ -182,16 +183,9 @@ def test_a_webhook_sent_twice_is_recorded_once(cast, ann, spool):
 def test_delivery_events_carry_one_index_on_their_dedupe_key(cast):
     # The unique one that a replayed webhook meets (ON CONFLICT, above); not the LIKE index
     # Django adds beside unique=True on a CharField, which nothing uses (messaging 0004).
-    from django.db import connection
-
-    with cast.acme, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
-            " AND tablename = 'messaging_deliveryevent' AND indexdef LIKE '%%(dedupe_key%%'"
-        )
-        indexes = cursor.fetchall()
-    assert [name for name, _ in indexes] == ["deliveryevent_dedupe_key"]
-    assert "UNIQUE" in indexes[0][1] and "pattern_ops" not in indexes[0][1]
+    with cast.acme:
+        indexes = indexes_on("messaging_deliveryevent", "dedupe_key")
+    assert only_a_unique_index(indexes, "deliveryevent_dedupe_key"), indexes
 
 
 def test_a_bad_signature_is_refused_and_nothing_is_spooled(cast, ann, spool):
