@@ -838,14 +838,18 @@ def copy_json(value: object) -> bytes:
     return data.replace(b"\\", b"\\\\") if BACKSLASH in data else data
 
 
-SUMMARISE = f"""
-INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
-SELECT person_id, name, count(*), min(timestamp), max(timestamp)
-FROM touched WHERE person_id IS NOT NULL GROUP BY person_id, name
+# How new events are added to a summary that exists (`s`: the summaries table).
+ADD_TO_SUMMARY = """
 ON CONFLICT (person_id, name) DO UPDATE SET
     count = s.count + excluded.count,
     first_at = least(s.first_at, excluded.first_at),
     last_at = greatest(s.last_at, excluded.last_at)
+"""
+SUMMARISE = f"""
+INSERT INTO {SUMMARY} AS s (person_id, name, count, first_at, last_at)
+SELECT person_id, name, count(*), min(timestamp), max(timestamp)
+FROM touched WHERE person_id IS NOT NULL GROUP BY person_id, name
+{ADD_TO_SUMMARY}
 """
 
 
@@ -941,10 +945,7 @@ def summarise_events(cursor, batch: Batch) -> None:
                    (r->>4)::timestamptz
             FROM jsonb_array_elements(%s::jsonb) AS r
             ORDER BY 1, 2
-            ON CONFLICT (person_id, name) DO UPDATE SET
-                count = s.count + excluded.count,
-                first_at = least(s.first_at, excluded.first_at),
-                last_at = greatest(s.last_at, excluded.last_at)
+            {ADD_TO_SUMMARY}
             """,
             [batch.summaries_json],
         )

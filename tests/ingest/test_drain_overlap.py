@@ -148,7 +148,7 @@ def test_a_batch_whose_write_fails_is_applied_again_on_its_own_in_order(
     # again after the bad batch was applied in halves. One time for every change: only the
     # spool's order decides.
     bad = {**event("5", "bad", "bad-1"), "data": {"note": "nul \x00 here"}}
-    written: list[str] = []
+    written: list[tuple[int, str]] = []
     write = drain_module._write
 
     def recorded_write(planned):
